@@ -1,0 +1,68 @@
+"""Fixtures shared by every test of the template.
+
+``bake(**options)`` bakes the template once per distinct option set in a test
+session and hands back a :class:`BakedProject`; tests must treat it as
+read-only (``project.copy(tmp_path / "p")`` gives a private copy to change).
+``bake_result(**options)`` returns pytest-cookies' raw result, for bakes that
+are expected to fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import TEMPLATE_DIR, BakedProject
+
+Bake = Callable[..., BakedProject]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_tool_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep tools run on bakes from writing into the user's home or the repo.
+
+    mypy's cache is shared across the session, so checking a second bake
+    reuses what it learned about torch and lightning from the first.
+    """
+    cache = tmp_path_factory.mktemp("tool-cache")
+    os.environ.setdefault("MYPY_CACHE_DIR", str(cache / "mypy"))
+    os.environ.setdefault("RUFF_CACHE_DIR", str(cache / "ruff"))
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    # Never let a git identity of the machine leak into (or be needed by) a test.
+    os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
+
+
+@pytest.fixture(scope="session")
+def bake(cookies_session: Any) -> Bake:
+    """Bake the template with ``options`` (strings), cached per option set."""
+    cache: dict[tuple[tuple[str, str], ...], BakedProject] = {}
+
+    def _bake(**options: str) -> BakedProject:
+        key = tuple(sorted(options.items()))
+        if key not in cache:
+            result = cookies_session.bake(extra_context=options, template=str(TEMPLATE_DIR))
+            assert result.exception is None, f"bake {options} failed: {result.exception!r}"
+            assert result.exit_code == 0
+            cache[key] = BakedProject(Path(result.project_path), options)
+        return cache[key]
+
+    return _bake
+
+
+@pytest.fixture
+def bake_result(cookies: Any) -> Callable[..., Any]:
+    """Bake without asserting success; returns pytest-cookies' ``Result``."""
+
+    def _bake(**options: str) -> Any:
+        return cookies.bake(extra_context=options, template=str(TEMPLATE_DIR))
+
+    return _bake
+
+
+@pytest.fixture(scope="session")
+def default_project(bake: Bake) -> BakedProject:
+    """The project baked with every default answer."""
+    return bake()
