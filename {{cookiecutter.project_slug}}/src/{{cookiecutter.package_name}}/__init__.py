@@ -1,4 +1,7 @@
-"""Package for {{ cookiecutter.project_name | docstring_text }}."""
+"""Model, data and training code of this project.
+
+{{ cookiecutter.project_name | docstring_text(width=88) }}
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -1,0 +1,235 @@
+"""Callbacks that keep a run's record in its run folder.
+
+They read metrics from ``trainer.callback_metrics``, never from a logger's
+files, so the record looks the same whichever logger is configured (or none).
+Only the global rank-zero process writes the shared files, so they are safe
+under DDP on any number of devices and nodes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from .plots import plot_learning_curves
+
+CONFIG = "config.yaml"
+MANIFEST = "manifest.json"
+METRICS = "metrics.csv"
+PLOT = "learning_curves.png"
+PREDICTIONS = "predictions.csv"
+
+Row = dict[str, float | int]
+
+
+class RunFolder(pl.Callback):
+    """Write the config, manifest, per-epoch metrics and learning curves of a run.
+
+    In the run folder:
+
+    - ``config.yaml``: the resolved config, ready for ``--config``.
+    - ``manifest.json``: what produced the run (see the ``run`` module) and how
+      the Trainer ran it; a resumed run keeps earlier sessions under
+      ``previous_sessions``.
+    - ``metrics.csv``: one row per epoch while fitting (a single row of final
+      metrics for ``validate`` and ``test``), rewritten as rows arrive.
+    - ``learning_curves.png``: train and validation curves, after fitting.
+    """
+
+    def __init__(self, run_dir: Path, config: str, manifest: dict[str, Any]) -> None:
+        """Remember what to write; nothing touches the disk before ``setup``.
+
+        Args:
+            run_dir: The run folder, created when the Trainer sets up.
+            config: The resolved config as YAML text.
+            manifest: The manifest entries known before the Trainer starts.
+        """
+        self.run_dir = run_dir
+        self.config = config
+        self.manifest = manifest
+        self.rows: list[Row] = []
+        self._validated_this_epoch = False
+
+    def setup(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+    ) -> None:
+        """Create the folder and write the config and manifest (rank zero)."""
+        # Each process may have timestamped its own name; rank zero's counts.
+        self.run_dir = Path(trainer.strategy.broadcast(str(self.run_dir)))
+        if not trainer.is_global_zero:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / CONFIG).write_text(self.config, encoding="utf-8")
+        self._write_manifest(trainer)
+        self.rows = self._read_metrics() if stage == "fit" else []
+
+    def on_train_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """After a resume, keep the rows of the epochs the checkpoint had done."""
+        self.rows = [row for row in self.rows if row["epoch"] < trainer.current_epoch]
+
+    def on_validation_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """Note that this epoch has fresh validation metrics."""
+        self._validated_this_epoch = not trainer.sanity_checking
+
+    def on_train_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """Append the epoch's metrics to ``metrics.csv``."""
+        metrics = _scalars(trainer.callback_metrics)
+        if not self._validated_this_epoch:  # drop the values of an earlier epoch
+            metrics = {k: v for k, v in metrics.items() if not k.startswith("val_")}
+        self._validated_this_epoch = False
+        if trainer.is_global_zero:
+            row: Row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+            self.rows.append(row | metrics)
+            self._write_metrics()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Plot the learning curves."""
+        if trainer.is_global_zero and self.rows:
+            plot_learning_curves(self.rows, self.run_dir / PLOT)
+
+    def on_validation_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """For ``validate``, write the final metrics."""
+        if trainer.state.fn == "validate":
+            self._write_final_metrics(trainer)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """For ``test``, write the final metrics."""
+        self._write_final_metrics(trainer)
+
+    def on_exception(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        exception: BaseException,
+    ) -> None:
+        """An interrupted fit (Ctrl+C included) still leaves its curves behind."""
+        self.on_fit_end(trainer, pl_module)
+
+    def _write_final_metrics(self, trainer: pl.Trainer) -> None:
+        if trainer.is_global_zero:
+            self.rows = [_scalars(trainer.callback_metrics)]
+            self._write_metrics()
+
+    def _write_manifest(self, trainer: pl.Trainer) -> None:
+        manifest = {
+            **self.manifest,
+            "trainer": {
+                "accelerator": type(trainer.accelerator).__name__,
+                "strategy": type(trainer.strategy).__name__,
+                "num_nodes": trainer.num_nodes,
+                "num_devices": trainer.num_devices,
+                "world_size": trainer.world_size,
+                "precision": str(trainer.precision),
+                "deterministic": torch.are_deterministic_algorithms_enabled(),
+                "torch_threads": torch.get_num_threads(),
+            },
+        }
+        path = self.run_dir / MANIFEST
+        if path.exists():  # resuming: keep what the earlier sessions recorded
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+            sessions = earlier.pop("previous_sessions", [])
+            manifest["previous_sessions"] = [*sessions, earlier]
+        path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+    def _read_metrics(self) -> list[Row]:
+        path = self.run_dir / METRICS
+        if not path.exists():
+            return []
+        with path.open(newline="", encoding="utf-8") as file:
+            return [
+                {key: _number(value) for key, value in row.items() if value != ""}
+                for row in csv.DictReader(file)
+            ]
+
+    def _write_metrics(self) -> None:
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+        with (self.run_dir / METRICS).open("w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Write ``predict``'s output as ``index,prediction`` rows to a CSV file.
+
+    ``index`` is the sample's position in the prediction dataset. Under DDP
+    each process predicts a share of the samples and writes its own file,
+    ``predictions-rank<N>.csv``.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        """Write into ``run_dir``.
+
+        Args:
+            run_dir: The run folder.
+        """
+        super().__init__(write_interval="batch")
+        self.run_dir = run_dir
+        self.rows: list[tuple[int, int]] = []
+
+    def setup(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+    ) -> None:
+        """Agree with every process on rank zero's run folder."""
+        self.run_dir = Path(trainer.strategy.broadcast(str(self.run_dir)))
+
+    def on_predict_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """Start with no rows."""
+        self.rows = []
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        """Collect the batch's predictions with their sample indices."""
+        if batch_indices is not None:
+            self.rows.extend(zip(batch_indices, prediction.tolist(), strict=True))
+
+    def on_predict_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """Write the collected rows."""
+        name = PREDICTIONS
+        if trainer.world_size > 1:
+            name = f"predictions-rank{trainer.global_rank}.csv"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with (self.run_dir / name).open("w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(["index", "prediction"])
+            writer.writerows(self.rows)
+
+
+def _scalars(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Single-number metrics as floats, sorted by name (train_* before val_*)."""
+    return {
+        key: metrics[key].item() for key in sorted(metrics) if metrics[key].numel() == 1
+    }
+
+
+def _number(text: str) -> float | int:
+    """A CSV cell back as a number: ``"3"`` as 3, ``"0.5"`` as 0.5."""
+    number = float(text)
+    return int(number) if number.is_integer() and "." not in text else number

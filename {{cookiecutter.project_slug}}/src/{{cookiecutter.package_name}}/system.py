@@ -1,0 +1,103 @@
+"""The system: the LightningModule that trains the network.
+
+It owns everything around the network (``model.MLP``): the loss, the
+metrics, the optimiser and what happens in each training, validation, test
+and prediction step.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F  # noqa: N812 (the conventional alias)
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from .model import MLP
+
+Batch = tuple[Tensor, Tensor]
+"""A batch of ``(inputs, targets)``: inputs of any shape, integer class targets."""
+
+
+class Classifier(pl.LightningModule):
+    """Trains ``MLP`` with cross-entropy and Adam, and reports accuracy.
+
+    Logs ``train_loss``/``train_acc`` per epoch, ``val_loss``/``val_acc`` and
+    ``test_loss``/``test_acc``. All arguments are saved as hyperparameters, so
+    ``Classifier.load_from_checkpoint(path)`` rebuilds the same model.
+    """
+
+    def __init__(
+        self,
+        in_features: int = 64,
+        num_classes: int = 10,
+        hidden_size: int = 64,
+        dropout: float = 0.0,
+        lr: float = 0.02,
+        weight_decay: float = 0.0,
+    ) -> None:
+        """Build the network and the metrics.
+
+        Args:
+            in_features: Inputs per sample once flattened. The command line
+                takes it from the DataModule, so it is never set there.
+            num_classes: Number of classes, likewise taken from the DataModule.
+            hidden_size: Units in the MLP's hidden layer.
+            dropout: Dropout probability of the hidden layer.
+            lr: Adam's learning rate.
+            weight_decay: Adam's L2 penalty.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.net = MLP(in_features, hidden_size, num_classes, dropout)
+        # One metric object per stage: each keeps its own running state.
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes)
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes)
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes)
+        # Lets the model summary show input and output shapes.
+        self.example_input_array = torch.zeros(1, in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class scores (logits) for a batch of inputs."""
+        logits: Tensor = self.net(x)
+        return logits
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """Cross-entropy loss of one training batch (Lightning does the rest)."""
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        """Log loss and accuracy over the validation set."""
+        x, y = batch
+        logits = self(x)
+        self.val_acc(logits, y)
+        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
+        self.log("val_acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        """Log loss and accuracy over the test set."""
+        x, y = batch
+        logits = self(x)
+        self.test_acc(logits, y)
+        self.log("test_loss", F.cross_entropy(logits, y), sync_dist=True)
+        self.log("test_acc", self.test_acc)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        """Predicted class of every input in the batch (targets are ignored)."""
+        x, _ = batch
+        prediction: Tensor = self(x).argmax(dim=1)
+        return prediction
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam over all parameters, with the configured learning rate."""
+        return torch.optim.Adam(
+            self.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        )

@@ -1,0 +1,188 @@
+"""The command line end to end, in-process: run folders, resume, configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import runpy
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.cli import main
+
+RunCLI = Callable[..., Path]
+CallCLI = Callable[..., Path | None]
+
+
+@pytest.fixture(autouse=True)
+def _no_pytest_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LightningCLI warns when it gets arguments and sys.argv holds some too."""
+    monkeypatch.setattr(sys, "argv", [sys.argv[0]])
+
+
+def read_metrics(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def read_manifest(run: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((run / "manifest.json").read_text("utf-8"))
+    return manifest
+
+
+def read_weights(run: Path) -> dict[str, torch.Tensor]:
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    weights: dict[str, torch.Tensor] = checkpoint["state_dict"]
+    return weights
+
+
+def printed_config(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """What ``fit --print_config`` prints for ``args``."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", *args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return capsys.readouterr().out
+
+
+def test_fit_writes_the_run_folder(smoke_run: Path) -> None:
+    assert smoke_run.parent.name == "runs"
+    assert smoke_run.name.endswith("_fit_smoke")
+    config = (smoke_run / "config.yaml").read_text(encoding="utf-8")
+    assert "max_epochs: 2" in config
+    assert "{run_dir}" in config  # kept, so that the config starts a fresh run
+
+    manifest = read_manifest(smoke_run)
+    assert manifest["seed"] == 42
+    assert manifest["subcommand"] == "fit"
+    assert "fit" in manifest["command"]
+    assert manifest["versions"]["torch"] == torch.__version__
+    assert manifest["versions"]["lightning"]
+    assert manifest["python"] == "{}.{}.{}".format(*sys.version_info[:3])
+    assert manifest["platform"]
+    assert {"git", "poetry_lock_sha256"} <= manifest.keys()
+    assert manifest["trainer"]["deterministic"] is True
+    assert manifest["trainer"]["world_size"] == 1
+
+    rows = read_metrics(smoke_run)
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc"} <= rows[0].keys()
+
+    assert (smoke_run / "learning_curves.png").read_bytes().startswith(b"\x89PNG")
+    assert (smoke_run / "checkpoints" / "best.ckpt").is_file()
+    assert (smoke_run / "checkpoints" / "last.ckpt").is_file()
+
+
+{% if cookiecutter.dataset == "mnist" -%}
+@pytest.mark.slow
+{% endif -%}
+def test_default_fit_reaches_the_target_accuracy(
+    run_cli: RunCLI, configs: Path
+) -> None:
+    run = run_cli("fit", "--config", str(configs / "default.yaml"))
+    assert float(read_metrics(run)[-1]["val_acc"]) >= 0.95
+
+
+def test_rerunning_a_saved_config_reproduces_the_run(
+    run_cli: RunCLI, smoke_run: Path
+) -> None:
+    again = run_cli("fit", "--config", str(smoke_run / "config.yaml"))
+    assert again.name != smoke_run.name
+    assert read_metrics(again) == read_metrics(smoke_run)
+    weights, weights_again = read_weights(smoke_run), read_weights(again)
+    assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")  # a copied run folder
+def test_resume_continues_the_epoch_count(
+    call_cli: CallCLI, smoke_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "runs" / smoke_run.name
+    shutil.copytree(smoke_run, run)
+    resumed = call_cli("fit", "--resume", str(run), "--trainer.max_epochs=3")
+    assert resumed is None  # no new run folder: the run continues in its own
+
+    assert [row["epoch"] for row in read_metrics(run)] == ["0", "1", "2"]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 2
+    manifest = read_manifest(run)
+    assert "--resume" in manifest["command"]
+    assert manifest["ckpt_path"].endswith("last.ckpt")
+    assert len(manifest["previous_sessions"]) == 1
+    # The saved config is the run's own (now three epochs), not the resume.
+    config = (run / "config.yaml").read_text(encoding="utf-8")
+    assert "max_epochs: 3" in config
+    assert "resume: null" in config
+
+
+def test_resume_needs_a_run_folder(call_cli: CallCLI, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_cli("fit", "--resume", str(tmp_path / "no-such-run"))
+    assert exit_info.value.code != 0
+
+
+def test_resume_is_only_for_fit(call_cli: CallCLI, smoke_run: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_cli("test", "--resume", str(smoke_run))
+    assert exit_info.value.code != 0
+
+
+def test_evaluate_and_predict_from_a_run(run_cli: RunCLI, smoke_run: Path) -> None:
+    reuse = ["--config", str(smoke_run / "config.yaml")]
+    best = ["--ckpt_path", str(smoke_run / "checkpoints" / "best.ckpt")]
+
+    validated = run_cli("validate", *reuse, *best)
+    assert {"val_loss", "val_acc"} <= read_metrics(validated)[0].keys()
+
+    tested = run_cli("test", *reuse, *best)
+    assert 0 < float(read_metrics(tested)[0]["test_acc"]) <= 1
+    assert read_manifest(tested)["ckpt_path"].endswith("best.ckpt")
+
+    predicted = run_cli("predict", *reuse, *best)
+    with (predicted / "predictions.csv").open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert rows
+    assert {row["prediction"] for row in rows} <= {str(digit) for digit in range(10)}
+
+
+def test_fast_dev_run_leaves_no_run_folder(call_cli: CallCLI, tmp_path: Path) -> None:
+    assert call_cli("fit", "--trainer.fast_dev_run=true") is None
+    assert not (tmp_path / "runs").exists()
+
+
+def test_print_config(capsys: pytest.CaptureFixture[str]) -> None:
+    printed = printed_config(capsys)
+    assert "seed_everything: 42" in printed
+    assert "deterministic: true" in printed
+    assert "{run_dir}" in printed
+{%- set logger_class = {
+    "csv": "CSVLogger",
+    "tensorboard": "TensorBoardLogger",
+    "mlflow": "MLFlowLogger",
+    "wandb": "WandbLogger",
+}[cookiecutter.logger] %}
+    assert "class_path: lightning.pytorch.loggers.{{ logger_class }}" in printed
+
+
+def test_default_config_matches_the_builtin_defaults(
+    capsys: pytest.CaptureFixture[str], configs: Path
+) -> None:
+    builtin = printed_config(capsys)
+    from_file = printed_config(capsys, "--config", str(configs / "default.yaml"))
+    assert from_file == builtin
+
+
+def test_python_dash_m_runs_the_cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["{{ cookiecutter.package_name }}", "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("{{ cookiecutter.package_name }}", run_name="__main__")
+    assert exit_info.value.code == 0
+    assert "fit" in capsys.readouterr().out

@@ -1,0 +1,79 @@
+"""The digits DataModule: split sizes, shapes, dtypes and a clean split."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.data import DigitsDataModule
+
+SAMPLES = 1797  # images in scikit-learn's digits
+
+
+def test_split_sizes(datamodule: DigitsDataModule) -> None:
+    sizes = {name: len(rows) for name, rows in datamodule.indices.items()}
+    assert sizes == {"train": 1257, "val": 270, "test": 270}
+    assert sum(sizes.values()) == SAMPLES
+    assert datamodule.train_set is not None
+    assert len(datamodule.train_set) == 1257
+
+
+def test_splits_are_disjoint_and_complete(datamodule: DigitsDataModule) -> None:
+    train, val, test = (set(datamodule.indices[k].tolist()) for k in datamodule.indices)
+    assert not train & val
+    assert not train & test
+    assert not val & test
+    assert train | val | test == set(range(SAMPLES))
+
+
+def test_splits_are_stratified(datamodule: DigitsDataModule) -> None:
+    for dataset in (datamodule.train_set, datamodule.val_set, datamodule.test_set):
+        assert dataset is not None
+        labels = dataset.tensors[1]
+        shares = torch.bincount(labels, minlength=10) / len(labels)
+        assert shares.min() > 0.09
+        assert shares.max() < 0.11
+
+
+@pytest.mark.parametrize("loader", ["train", "val", "test", "predict"])
+def test_batch_shapes_and_dtypes(datamodule: DigitsDataModule, loader: str) -> None:
+    x, y = next(iter(getattr(datamodule, f"{loader}_dataloader")()))
+    assert x.shape == (32, 1, 8, 8)
+    assert x.dtype == torch.float32
+    assert y.shape == (32,)
+    assert y.dtype == torch.int64
+    assert 0 <= y.min() <= y.max() <= 9
+
+
+def test_training_pixels_are_standardised(datamodule: DigitsDataModule) -> None:
+    assert datamodule.train_set is not None
+    pixels = datamodule.train_set.tensors[0]
+    assert pixels.mean().item() == pytest.approx(0, abs=1e-5)
+    assert pixels.std().item() == pytest.approx(1, abs=1e-5)
+
+
+def test_split_ignores_the_training_seed(datamodule: DigitsDataModule) -> None:
+    pl.seed_everything(123, verbose=False)
+    other = DigitsDataModule()
+    other.setup()
+    for name, rows in datamodule.indices.items():
+        np.testing.assert_array_equal(other.indices[name], rows)
+
+
+def test_split_seed_changes_the_split(datamodule: DigitsDataModule) -> None:
+    other = DigitsDataModule(split_seed=7)
+    other.setup()
+    assert not np.array_equal(other.indices["test"], datamodule.indices["test"])
+
+
+@pytest.mark.parametrize(("val", "test"), [(0.0, 0.2), (0.2, 1.0), (0.5, 0.5)])
+def test_rejects_impossible_fractions(val: float, test: float) -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        DigitsDataModule(val_fraction=val, test_fraction=test)
+
+
+def test_dataloader_before_setup_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="setup"):
+        DigitsDataModule().train_dataloader()

@@ -1,0 +1,134 @@
+"""The model on its own: shapes, steps, optimiser, learning and checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from {{ cookiecutter.package_name }}.model import MLP
+from {{ cookiecutter.package_name }}.system import Classifier
+
+Batch = tuple[Tensor, Tensor]
+MakeTrainer = Callable[..., pl.Trainer]
+
+# These tests train on a single batch and have no validation data on purpose.
+pytestmark = pytest.mark.filterwarnings("ignore:You defined a `validation_step`")
+
+
+@pytest.fixture
+def logged(model: Classifier, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What the model passes to ``self.log``, recorded instead of logged.
+
+    Calling a step outside a Trainer leaves ``self.log`` nowhere to log to;
+    recording the calls tests exactly what the step reports.
+    """
+    records: dict[str, Any] = {}
+
+    def log(name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        records[name] = value
+
+    monkeypatch.setattr(model, "log", log)
+    return records
+
+
+def loader(batch: Batch) -> DataLoader[tuple[Tensor, ...]]:
+    """The one batch as a dataloader."""
+    return DataLoader(TensorDataset(*batch), batch_size=len(batch[1]))
+
+
+def test_forward_output_shape(model: Classifier, batch: Batch) -> None:
+    x, _ = batch
+    assert model(x[:1]).shape == (1, 10)
+
+
+def test_training_step_returns_a_loss(
+    model: Classifier, batch: Batch, logged: dict[str, Any]
+) -> None:
+    loss = model.training_step(batch, 0)
+    assert loss.ndim == 0
+    assert loss.requires_grad
+    assert torch.isfinite(loss)
+    assert loss.item() > 0
+    assert {"train_loss", "train_acc"} <= logged.keys()
+
+
+def test_validation_step_runs_and_logs(
+    model: Classifier, batch: Batch, logged: dict[str, Any]
+) -> None:
+    model.validation_step(batch, 0)
+    assert {"val_loss", "val_acc"} <= logged.keys()
+    assert torch.isfinite(logged["val_loss"])
+
+
+def test_test_and_predict_steps(
+    model: Classifier, batch: Batch, logged: dict[str, Any]
+) -> None:
+    model.test_step(batch, 0)
+    assert {"test_loss", "test_acc"} <= logged.keys()
+    predictions = model.predict_step(batch, 0)
+    assert predictions.shape == batch[1].shape
+    assert predictions.dtype == torch.int64
+    assert 0 <= predictions.min() <= predictions.max() < 10
+
+
+def test_configure_optimizers_uses_the_configured_lr() -> None:
+    model = Classifier(lr=0.005, weight_decay=1e-4)
+    optimizer = model.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam)
+    (group,) = optimizer.param_groups
+    assert group["lr"] == 0.005
+    assert group["weight_decay"] == 1e-4
+    assert len(group["params"]) == len(list(model.parameters()))
+
+
+def test_hyperparameters_are_saved() -> None:
+    model = Classifier(hidden_size=16, dropout=0.25, lr=0.1)
+    assert model.hparams["hidden_size"] == 16
+    assert model.hparams["dropout"] == 0.25
+    assert model.hparams["lr"] == 0.1
+
+
+def test_mlp_is_a_plain_module() -> None:
+    net = MLP(in_features=12, hidden_size=5, num_classes=3)
+    assert net(torch.zeros(4, 3, 4)).shape == (4, 3)
+
+
+def test_one_step_changes_every_parameter(
+    model: Classifier, batch: Batch, make_trainer: MakeTrainer
+) -> None:
+    before = [p.detach().clone() for p in model.parameters()]
+    make_trainer(max_steps=1).fit(model, train_dataloaders=loader(batch))
+    after = list(model.parameters())
+    assert all(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_overfits_one_batch(
+    model: Classifier, batch: Batch, make_trainer: MakeTrainer
+) -> None:
+    trainer = make_trainer(max_epochs=30, overfit_batches=1)
+    trainer.fit(model, train_dataloaders=loader(batch))
+    assert trainer.callback_metrics["train_loss"] < 0.01
+    assert trainer.callback_metrics["train_acc"].item() == pytest.approx(1.0)
+
+
+def test_checkpoint_round_trip_keeps_predictions(
+    model: Classifier, batch: Batch, make_trainer: MakeTrainer, tmp_path: Path
+) -> None:
+    trainer = make_trainer(max_steps=3)
+    trainer.fit(model, train_dataloaders=loader(batch))
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+
+    restored = Classifier.load_from_checkpoint(path)
+    assert restored.hparams == model.hparams
+    model.eval()
+    restored.eval()
+    with torch.no_grad():
+        assert torch.equal(model(batch[0]), restored(batch[0]))
