@@ -284,9 +284,10 @@ def main(args: list[str] | None = None) -> None:
     finally:
         # End the W&B run, so that the next run in this Python process (a
         # notebook, the tests) starts one of its own instead of reusing it.
-        import wandb
-
-        wandb.finish()
+        # WandbLogger imported wandb if a run was started at all.
+        wandb = sys.modules.get("wandb")
+        if wandb is not None:
+            wandb.finish()
 {%- else %}
     CLI(args)
 {%- endif %}
