@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +22,11 @@ from types import ModuleType
 from typing import Any
 
 import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1]
 COOKIECUTTER_JSON: dict[str, Any] = json.loads(
@@ -35,7 +39,8 @@ BIN_DIR = Path(sys.executable).parent
 def load_module(path: Path, name: str | None = None) -> ModuleType:
     """Import a Python file by path (hooks are scripts, not an importable package)."""
     spec = importlib.util.spec_from_file_location(name or path.stem, path)
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

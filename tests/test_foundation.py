@@ -138,7 +138,8 @@ def test_every_license(bake: Bake, license_id: str) -> None:
         "GPL-3.0-only": "GNU GENERAL PUBLIC LICENSE",
     }
     assert first_words[license_id] in text
-    assert text.endswith("\n") and not text.endswith("\n\n")
+    assert text.endswith("\n")
+    assert not text.endswith("\n\n")
 
 
 @pytest.mark.parametrize("python_version", choices()["python_version"])
@@ -151,7 +152,11 @@ def test_every_python_version(bake: Bake, python_version: str) -> None:
         for c in metadata["classifiers"]
         if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
     ]
-    assert versions == [v for v in SUPPORTED_PYTHONS if tuple(map(int, v.split("."))) >= tuple(map(int, python_version.split(".")))]
+    assert versions == [
+        v
+        for v in SUPPORTED_PYTHONS
+        if tuple(map(int, v.split("."))) >= tuple(map(int, python_version.split(".")))
+    ]
 
 
 def test_answers_record_has_no_machine_paths(default_project: BakedProject) -> None:
@@ -186,3 +191,14 @@ def test_gitignore_keeps_ml_artefacts_out(default_project: BakedProject) -> None
 def test_line_endings_are_normalised(default_project: BakedProject) -> None:
     assert "* text=auto eol=lf" in default_project.read(".gitattributes")
     assert "end_of_line = lf" in default_project.read(".editorconfig")
+
+
+def test_template_readme_documents_every_question_and_the_two_commands() -> None:
+    readme = (TEMPLATE_DIR / "README.md").read_text(encoding="utf-8")
+    questions = [key for key in COOKIECUTTER_JSON if not key.startswith("_")]
+    missing = [key for key in questions if f"`{key}`" not in readme]
+    assert not missing, f"README's table of questions lacks {missing}"
+    assert "cookiecutter --no-input" in readme
+    assert "python run_tests.py" in readme
+    # CI runs exactly the README's test command.
+    assert "run_tests.py" in (TEMPLATE_DIR / ".ci" / "run").read_text(encoding="utf-8")

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from io import StringIO
@@ -30,7 +31,6 @@ from typing import Any
 import cookiecutter.generate as cookiecutter_generate
 import markdown
 import pytest
-import tomllib
 import yaml
 from cookiecutter.main import cookiecutter
 from harness import TEMPLATE_DIR, BakedProject, load_module, tool
@@ -41,6 +41,11 @@ from jinja2.bccache import Bucket, BytecodeCache
 from markdown_it import MarkdownIt
 
 import local_extensions as le
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 PRE = load_module(TEMPLATE_DIR / "hooks" / "pre_gen_project.py", "pre_gen_project")
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "25"))

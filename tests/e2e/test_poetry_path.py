@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 from harness import BakedProject, tool
 
 from .conftest import Report, download_wheel
@@ -44,6 +43,11 @@ from .steps import (
     run,
     validation_accuracy,
 )
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 pytestmark = pytest.mark.e2e
 
