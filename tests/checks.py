@@ -17,19 +17,21 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
-from harness import BIN_DIR, COOKIECUTTER_JSON, TEMPLATE_DIR, BakedProject, load_module, tool
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    import tomli as tomllib
+from harness import (
+    BIN_DIR,
+    COOKIECUTTER_JSON,
+    TEMPLATE_DIR,
+    BakedProject,
+    load_module,
+    tomllib,
+    tool,
+)
 
 # Jinja markers that must never survive a bake. GitHub Actions' `${{ ... }}`
 # expressions are meant to be there and are allowed.

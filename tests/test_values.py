@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from io import StringIO
@@ -33,7 +32,7 @@ import markdown
 import pytest
 import yaml
 from cookiecutter.main import cookiecutter
-from harness import TEMPLATE_DIR, BakedProject, load_module, tool
+from harness import TEMPLATE_DIR, BakedProject, load_module, tomllib, tool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jinja2 import Environment
@@ -41,11 +40,6 @@ from jinja2.bccache import Bucket, BytecodeCache
 from markdown_it import MarkdownIt
 
 import local_extensions as le
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    import tomli as tomllib
 
 PRE = load_module(TEMPLATE_DIR / "hooks" / "pre_gen_project.py", "pre_gen_project")
 EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "25"))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import BakedProject, tool
+from harness import BakedProject, tomllib, tool
 
 from .conftest import Report, download_wheel
 from .local_index import LocalIndex, wheel_metadata
@@ -43,11 +43,6 @@ from .steps import (
     run,
     validation_accuracy,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10
-    import tomli as tomllib
 
 pytestmark = pytest.mark.e2e
 
