@@ -53,7 +53,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 RESULTS_DIR = ROOT / "bench" / "results"
-BIN_DIR = Path(sys.executable).parent
 
 GB = 1e9
 MB = 1e6
@@ -232,14 +231,8 @@ def run_checked(command: Sequence[str | Path], **kwargs: Any) -> Ran:
 
 
 def tool(name: str) -> str:
-    """A console script of the template's venv (the one running this script)."""
-    for candidate in (BIN_DIR / name, BIN_DIR / f"{name}.exe"):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f"{name} is not installed beside {sys.executable}")
-    return found
+    """A console script of the template's venv: the test harness's own lookup."""
+    return str(test_module("harness").tool(name))
 
 
 def test_module(name: str) -> Any:
