@@ -21,10 +21,9 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from jinja2 import BytecodeCache, Environment, FileSystemBytecodeCache
+from jinja2 import Environment
 from jinja2.ext import Extension
 
 FALLBACK_SLUG = "ml-project"
@@ -308,22 +307,3 @@ class ValueFilters(Extension):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         environment.filters.update(FILTERS)
-        if environment.bytecode_cache is None:
-            environment.bytecode_cache = _bytecode_cache()
-
-
-def _bytecode_cache() -> BytecodeCache | None:
-    """Jinja's compiled templates, kept beside the template between bakes.
-
-    Compiling the templates is most of a bake's own time; a bake that finds
-    them compiled is about twice as fast. Entries are keyed by each template's
-    source checksum, so an edited file is compiled afresh. The folder is
-    ``.cache/jinja`` in the template's root (ignored by git); where that root
-    cannot be written, bakes simply compile as usual.
-    """
-    folder = Path(__file__).resolve().parent / ".cache" / "jinja"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return FileSystemBytecodeCache(str(folder))

@@ -9,6 +9,7 @@ are expected to fail.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,16 @@ def _isolated_tool_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
     # Never let a git identity of the machine leak into (or be needed by) a test.
     os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
+
+
+@pytest.fixture(scope="session")
+def cc_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cookiecutter config whose replay and clone folders are private to the tests."""
+    root = tmp_path_factory.mktemp("cookiecutter-config")
+    config = root / "config.yaml"
+    settings = {"cookiecutters_dir": str(root / "cutters"), "replay_dir": str(root / "replay")}
+    config.write_text(json.dumps(settings), encoding="utf-8")  # JSON is YAML
+    return config
 
 
 @pytest.fixture(scope="session")

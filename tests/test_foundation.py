@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import json
 import re
 import zipfile
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from checks import check_parses, check_rendered, check_style, check_types
 from conftest import Bake
-from harness import COOKIECUTTER_JSON, TEMPLATE_DIR, BakedProject, choices, tool
+from harness import COOKIECUTTER_JSON, TEMPLATE_DIR, BakedProject, choices, template_files, tool
 from poetry.core.factory import Factory
 from poetry.core.masonry import api as build_api
 
@@ -202,3 +203,25 @@ def test_template_readme_documents_every_question_and_the_two_commands() -> None
     assert "python run_tests.py" in readme
     # CI runs exactly the README's test command.
     assert "run_tests.py" in (TEMPLATE_DIR / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_files_without_jinja_are_copied_not_rendered() -> None:
+    """``_copy_without_render`` lists exactly the project files that hold no Jinja.
+
+    Copying skips cookiecutter's binary check and Jinja for them (a faster
+    bake); a file with Jinja in that list would reach projects unrendered.
+    """
+    patterns = COOKIECUTTER_JSON["_copy_without_render"]
+    markers = ("{{", "{%", "{#")
+    root = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+    copied, plain = set(), set()
+    for relative in template_files():
+        path = relative.as_posix()
+        if any(fnmatch.fnmatch(path, pattern) for pattern in patterns):
+            copied.add(path)
+        text = (root / relative).read_text(encoding="utf-8")
+        if not any(marker in text for marker in markers):
+            plain.add(path)
+    assert copied == plain, "add Jinja-free files to _copy_without_render, remove the others"
+    unused = [p for p in patterns if not any(fnmatch.fnmatch(path, p) for path in copied)]
+    assert unused == []

@@ -36,16 +36,6 @@ CHOICES = PRE.load_choices(str(TEMPLATE_DIR))
 # --------------------------------------------------------------- helpers
 
 
-@pytest.fixture(scope="session")
-def cc_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cookiecutter config whose replay and clone folders are private to the tests."""
-    root = tmp_path_factory.mktemp("cookiecutter-config")
-    config = root / "config.yaml"
-    settings = {"cookiecutters_dir": str(root / "cutters"), "replay_dir": str(root / "replay")}
-    config.write_text(json.dumps(settings), encoding="utf-8")  # JSON is YAML
-    return config
-
-
 def bake_here(
     output_dir: Path,
     config: Path,
@@ -55,7 +45,7 @@ def bake_here(
     replay: Path | None = None,
     **context: str,
 ) -> Path:
-    """Bake in-process with cookiecutter's API (hooks still run as processes)."""
+    """Bake in-process with cookiecutter's API (the hooks too: see inprocess_hooks.py)."""
     result = cookiecutter(
         str(TEMPLATE_DIR),
         no_input=replay is None,

@@ -21,13 +21,11 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
-import cookiecutter.generate as cookiecutter_generate
 import markdown
 import pytest
 import yaml
@@ -36,7 +34,6 @@ from harness import TEMPLATE_DIR, BakedProject, load_module, tomllib, tool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jinja2 import Environment
-from jinja2.bccache import Bucket, BytecodeCache
 from markdown_it import MarkdownIt
 
 import local_extensions as le
@@ -461,38 +458,13 @@ def test_public_answers_keep_answers_and_the_template_version_only() -> None:
 # --------------------------------------------------------------- whole bakes
 
 
-class _MemoryBytecodeCache(BytecodeCache):
-    """Jinja's compiled templates, kept across bakes (keyed by name and source checksum)."""
-
-    def __init__(self) -> None:
-        self.store: dict[str, bytes] = {}
-
-    def load_bytecode(self, bucket: Bucket) -> None:
-        if bucket.key in self.store:
-            bucket.bytecode_from_string(self.store[bucket.key])
-
-    def dump_bytecode(self, bucket: Bucket) -> None:
-        self.store[bucket.key] = bucket.bytecode_to_string()
-
-
 @pytest.fixture(scope="module")
-def bakery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Bake in-process into a fresh folder; yields ``bake(**context) -> BakedProject``.
+def bakery(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Bake in-process into a fresh folder: ``bake(**context) -> BakedProject``.
 
-    cookiecutter compiles every template file again for each bake; sharing
-    Jinja's bytecode cache between the many bakes of the property test halves
-    their time and changes nothing in the output.
+    (The template's own compile cache, ``template_cache.py``, keeps these
+    bakes fast: an answer is data in the cached code, never a new entry.)
     """
-    cache = _MemoryBytecodeCache()
-    original = cookiecutter_generate.create_env_with_context
-
-    def cached_env(context: dict[str, Any]) -> Any:
-        env = original(context)
-        env.bytecode_cache = cache
-        return env
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(cookiecutter_generate, "create_env_with_context", cached_env)
     root = tmp_path_factory.mktemp("value-bakes")
     config = root / "config.yaml"
     settings_ = {"cookiecutters_dir": str(root / "cutters"), "replay_dir": str(root / "replay")}
@@ -511,8 +483,7 @@ def bakery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         )
         return BakedProject(Path(path), context)
 
-    yield bake
-    patch.undo()
+    return bake
 
 
 class _AnyTagLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
