@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import checks
 import pytest
-from harness import TEMPLATE_DIR, BakedProject
+from harness import TEMPLATE_DIR, BakedProject, tool
 
 Bake = Callable[..., BakedProject]
 
@@ -36,6 +38,42 @@ def _isolated_tool_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
     # Never let a git identity of the machine leak into (or be needed by) a test.
     os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the ``mypy`` tests last, once :func:`_warm_mypy_cache` has had time to work."""
+    items.sort(key=lambda item: item.get_closest_marker("mypy") is not None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_mypy_cache(
+    request: pytest.FixtureRequest, _isolated_tool_caches: None, bake: Bake
+) -> Iterator[None]:
+    """Fill mypy's cache in the background while the other tests run.
+
+    mypy's first pass over torch and lightning takes ~12 s on one core; on a
+    fresh clone it would stand in the middle of the fast tier. Started at the
+    beginning of the session, beside the tests (a second core), it is done by
+    the time the ``mypy`` tests, collected last, wait for it in
+    :func:`checks.check_types`.
+    """
+    if not any(item.get_closest_marker("mypy") for item in request.session.items):
+        yield
+        return
+    project = bake()
+    warmup = subprocess.Popen(
+        [tool("mypy")],
+        cwd=project.path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checks.MYPY_WARMUP = warmup
+    yield
+    checks.MYPY_WARMUP = None
+    if warmup.poll() is None:
+        warmup.kill()
+    warmup.wait()
 
 
 @pytest.fixture(scope="session")

@@ -109,6 +109,7 @@ def test_default_bake_passes_its_linters(default_project: BakedProject) -> None:
     check_style(default_project)
 
 
+@pytest.mark.mypy
 def test_default_bake_passes_mypy(default_project: BakedProject) -> None:
     check_types(default_project)
 

@@ -524,6 +524,7 @@ TYPE_CONCERN = ("dataset", "logger", "code_style")
 TYPES = covering({"type_checker": ["mypy"]}, TYPE_CONCERN, seen=DEFAULTS)
 
 
+@pytest.mark.mypy
 @pytest.mark.parametrize("options", TYPES, ids=[short_id(c, TYPE_CONCERN) for c in TYPES])
 def test_types(bake: Bake, options: dict[str, str]) -> None:
     check_types(bake_with(bake, options))
