@@ -85,6 +85,7 @@ class CodeStore:
         self.path = path
         self.entries: dict[Key, Entry] = self._read()
         self.used: set[Key] = set()
+        self.dropped: set[Key] = set()
         self.dirty = False
         atexit.register(self.save)
 
@@ -102,7 +103,14 @@ class CodeStore:
             return entry
         return None
 
-    def put(self, key: Key, entry: Entry) -> None:
+    def put(self, key: Key, entry: Entry, *, versioned: bool = False) -> None:
+        """Add ``key``; with ``versioned``, its last item is a version (a file's
+        checksum, a hook's source) and the entries of older versions go."""
+        if versioned:
+            stale = [old for old in self.entries if old[:-1] == key[:-1] and old != key]
+            for old in stale:
+                del self.entries[old]
+            self.dropped.update(stale)
         self.entries[key] = entry
         self.used.add(key)
         self.dirty = True
@@ -114,6 +122,8 @@ class CodeStore:
             return
         self.dirty = False
         merged = {**self._read(), **self.entries}
+        for key in self.dropped - self.entries.keys():
+            merged.pop(key, None)
         if len(merged) > MAX_ENTRIES:
             merged = {key: merged[key] for key in self.used if key in merged}
         import tempfile  # only a process that compiled something new gets here
@@ -174,7 +184,7 @@ class StoreBytecodeCache(BytecodeCache):
 
     def dump_bytecode(self, bucket: Bucket) -> None:
         if bucket.code is not None:
-            self.store().put(("file", bucket.key, bucket.checksum), bucket.code)
+            self.store().put(("file", bucket.key, bucket.checksum), bucket.code, versioned=True)
 
 
 # Stands for a string's leading text in its cached code; see :func:`string_code`.
@@ -271,7 +281,7 @@ def compile_python(env: Environment, source: str, filename: str) -> CodeType:
     code = store.get(key)
     if not isinstance(code, CodeType):
         code = compile(source, filename, "exec")
-        store.put(key, code)
+        store.put(key, code, versioned=True)
     return code
 
 

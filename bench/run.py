@@ -298,22 +298,32 @@ def interleaved(
 def bench_bake_process(runs: int, work: Path, warmup: int = 1) -> dict[str, Any]:
     """The default bake's whole process against the import floor, and where the gap goes.
 
-    Four commands, interleaved: the floor (``import cookiecutter.main``), the
+    Five commands, interleaved: the floor (``import cookiecutter.main``), the
     import of cookiecutter's command line (what its executable loads), a bake
-    with ``--accept-hooks no`` (rendering without the hooks' processes) and
-    the real bake. The ratio is bake / floor; the others split the difference.
+    with ``--accept-hooks no`` (rendering without the hooks), the real bake,
+    and the same bake from a copy of the template whose compile cache
+    (``template_cache.py``) is emptied before each run: the first bake after a
+    fresh clone. The ratio is bake / floor; the others split the difference.
     """
     cookiecutter = tool("cookiecutter")
     counter = iter(range(10**6))
+    fresh = work / "fresh-clone"
+    shutil.copytree(
+        ROOT,
+        fresh,
+        ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "bench", "node_modules"),
+    )
 
     with cookiecutter_config(work) as config:
 
-        def baking(*extra: str) -> Callable[[], list[str]]:
+        def baking(*extra: str, template: Path = ROOT) -> Callable[[], list[str]]:
             def command() -> list[str]:
                 out = work / f"bake-{next(counter)}"
                 out.mkdir()
+                if template == fresh:
+                    shutil.rmtree(fresh / ".cache", ignore_errors=True)
                 flags = ["--no-input", "--config-file", str(config), *extra]
-                return [cookiecutter, *flags, "-o", str(out), str(ROOT)]
+                return [cookiecutter, *flags, "-o", str(out), str(template)]
 
             return command
 
@@ -325,6 +335,7 @@ def bench_bake_process(runs: int, work: Path, warmup: int = 1) -> dict[str, Any]
             "floor": importing("cookiecutter.main"),
             "cli_import": importing("cookiecutter.cli"),
             "bake_no_hooks": baking("--accept-hooks", "no"),
+            "bake_empty_cache": baking(template=fresh),
         }
         times = interleaved(commands, runs, warmup)
     medians = {name: median(values) for name, values in times.items()}
@@ -335,6 +346,7 @@ def bench_bake_process(runs: int, work: Path, warmup: int = 1) -> dict[str, Any]
         "bake_median_s": medians["bake"],
         "floor_median_s": medians["floor"],
         "ratio": ratio(medians["bake"], medians["floor"]),
+        "empty_cache_ratio": ratio(medians["bake_empty_cache"], medians["floor"]),
     }
 
 
@@ -774,6 +786,14 @@ def table(results: Mapping[str, Any]) -> str:
             ),
             ("bake / floor", f"{process['ratio']:.2f}x"),
         ]
+        if "empty_cache_ratio" in process:
+            rows.append(
+                (
+                    "first bake of a fresh clone (empty compile cache) / floor",
+                    f"{seconds(process['medians_s']['bake_empty_cache'])},"
+                    f" {process['empty_cache_ratio']:.2f}x",
+                )
+            )
         medians = process.get("medians_s", {})
         if "cli_import" in medians and "bake_no_hooks" in medians:
             floor = medians["floor"]

@@ -184,3 +184,18 @@ def test_the_fingerprint_follows_syntax_and_filters() -> None:
     more = env()
     more.filters["extra"] = str
     assert CACHE.environment_fingerprint(more) != base
+
+
+def test_a_new_version_of_a_file_replaces_the_old_entry(tmp_path: Path) -> None:
+    path = tmp_path / "store.marshal"
+    first = CACHE.CodeStore(path)
+    first.put(("file", "pyproject.toml", "checksum-1"), "old code", versioned=True)
+    first.put(("file", "README.md", "checksum-1"), "other file", versioned=True)
+    first.save()
+    edited = CACHE.CodeStore(path)
+    edited.put(("file", "pyproject.toml", "checksum-2"), "new code", versioned=True)
+    edited.save()
+    assert marshal.loads(path.read_bytes()) == {
+        ("file", "README.md", "checksum-1"): "other file",
+        ("file", "pyproject.toml", "checksum-2"): "new code",
+    }
