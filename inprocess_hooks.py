@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
-from types import CodeType
 from typing import Any
 
 from jinja2 import Environment
@@ -43,11 +43,13 @@ HOOKS_DIR = Path(__file__).resolve().parent / "hooks"
 OPT_OUT = "COOKIECUTTER_HOOKS"  # "subprocess": leave hooks to cookiecutter
 CONTEXT_EXPRESSION = "{{ cookiecutter | tojson }}"
 CONTEXT_LINE = f'CONTEXT_JSON = r"""{CONTEXT_EXPRESSION}"""'
+HOOK_MODULE = "__cookiecutter_hook__"  # a hook's module name on the in-process path
 
 Runner = Callable[[Any, Any, dict[str, Any]], None]
 
 
 def is_own_python_hook(script_path: Any, hooks_dir: Path = HOOKS_DIR) -> bool:
+    """Whether cookiecutter is about to run a ``.py`` hook of this template."""
     path = Path(script_path)
     return path.suffix == ".py" and path.resolve().parent == hooks_dir
 
@@ -75,7 +77,7 @@ def takes_context_as_data(source: str) -> bool:
     return not any(marker in rest for marker in ("{{", "{%", "{#"))
 
 
-def compiled(env: Any, source: str, filename: str) -> CodeType:
+def compiled(env: Any, source: str, filename: str) -> types.CodeType:
     try:
         from template_cache import compile_python
     except ImportError:  # the cache module is optional
@@ -101,7 +103,10 @@ def run_in_process(script_path: Any, cwd: Any, context: dict[str, Any]) -> None:
     if as_data:
         code = compiled(env, source, filename)
         context_json = env.from_string(CONTEXT_EXPRESSION).render(**context)
-        namespace: dict[str, Any] = {"__name__": "__cookiecutter_hook__", "__file__": filename}
+        module = types.ModuleType(HOOK_MODULE)  # importable while it runs (dataclasses look)
+        module.__file__ = filename
+        namespace: dict[str, Any] = module.__dict__
+        sys.modules[HOOK_MODULE] = module
     else:
         rendered = env.from_string(source).render(**context)
         code = compile(rendered, filename, "exec")
@@ -125,6 +130,7 @@ def run_in_process(script_path: Any, cwd: Any, context: dict[str, Any]) -> None:
     finally:
         os.chdir(previous)
         restore(streams)
+        sys.modules.pop(HOOK_MODULE, None)
     if status != 0:
         msg = f"Hook script failed (exit status: {status})"
         raise FailedHookException(msg)

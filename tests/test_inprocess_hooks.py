@@ -173,6 +173,25 @@ def test_a_context_hook_gets_the_rendered_json_and_runs_in_the_project(tmp_path:
     assert os.getcwd() == before
 
 
+def test_a_context_hook_runs_as_an_importable_module(tmp_path: Path) -> None:
+    source = (
+        "from __future__ import annotations\n"
+        "import dataclasses, sys\n"
+        f"{RUNNER.CONTEXT_LINE}\n"
+        "@dataclasses.dataclass\n"
+        "class Answer:\n"
+        "    name: str\n"
+        "    kind: dataclasses.KW_ONLY\n"
+        "    size: int = 0\n"
+        "def main():\n"
+        "    open('seen.txt', 'w').write(repr(Answer('x', size=2)) + __name__)\n"
+        "    return 0 if sys.modules[__name__] else 1\n"
+    )
+    project = run_hook(tmp_path, source)
+    assert (project / "seen.txt").read_text() == "Answer(name='x', size=2)" + RUNNER.HOOK_MODULE
+    assert RUNNER.HOOK_MODULE not in sys.modules
+
+
 def test_a_jinja_hook_is_rendered_and_run_as_main(tmp_path: Path) -> None:
     source = (
         "NAME = '{{ cookiecutter.project_name }}'\n"
