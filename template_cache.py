@@ -9,12 +9,15 @@ Python and Jinja version under ``.cache/jinja`` in the template's root
 (ignored by git), loaded once per process and written back at exit when a
 bake compiled something new.
 
-Entries are keyed by the exact source (files also by their name), so an edited
-file or string compiles afresh; a change to the environment's syntax,
-extensions or filters selects another cache file. Where the folder cannot be
-written, or the file is unreadable, bakes compile as cookiecutter does. The
-output of a bake never depends on the cache: ``tests/test_cache.py`` bakes
-with and without it and compares every byte.
+Entries are keyed by their source: a template file by its name and checksum
+(an edited file compiles afresh and replaces its old entry), a string by what
+follows its Jinja-free head, which goes into the code as data
+(:func:`string_code`: answers and output folders never become entries). A
+change to the environment's syntax, extensions or filters selects another
+cache file. Where the folder cannot be written, or the file is unreadable,
+bakes compile as cookiecutter does. The output of a bake never depends on the
+cache: ``tests/test_template_cache.py`` bakes with it off, cold and warm, and
+compares every byte.
 
 cookiecutter loads this module from the template's root (``_extensions`` in
 ``cookiecutter.json``), inside whatever environment cookiecutter was installed
