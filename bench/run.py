@@ -715,44 +715,34 @@ def _get(data: Mapping[str, Any], *keys: str) -> Any:
     return data
 
 
+def verdict(ok: bool | None) -> str:
+    return "SKIP" if ok is None else "PASS" if ok else "MISS"
+
+
+def suite_verdict(run: Mapping[str, Any] | None, min_tests: int, max_s: float) -> dict[str, str]:
+    """A test run's target: it passed, ran at least ``min_tests``, within ``max_s``."""
+    if not run:
+        return {"value": "-", "status": "SKIP"}
+    ok = run.get("returncode") == 0 and tests_run(run) >= min_tests and run["wall_s"] <= max_s
+    return {"value": f"{describe_tests(run)} in {seconds(run['wall_s'])}", "status": verdict(ok)}
+
+
 def evaluate(results: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     """Each target's measured value and PASS, MISS or SKIP (not measured)."""
-
-    def verdict(ok: bool | None) -> str:
-        return "SKIP" if ok is None else "PASS" if ok else "MISS"
-
     out: dict[str, dict[str, str]] = {}
     bake = _get(results, "bake", "process", "ratio")
     out["bake_ratio"] = {
         "value": "-" if bake is None else f"{bake:.2f}x",
         "status": verdict(None if bake is None else bake <= BAKE_RATIO_MAX),
     }
-    fast = _get(results, "fast_tier")
-    if fast:
-        ok = (
-            fast.get("returncode") == 0
-            and tests_run(fast) >= FAST_TIER_MIN_TESTS
-            and fast["wall_s"] <= FAST_TIER_MAX_S
-        )
-        out["fast_tier"] = {
-            "value": f"{describe_tests(fast)} in {seconds(fast['wall_s'])}",
-            "status": verdict(ok),
-        }
-    else:
-        out["fast_tier"] = {"value": "-", "status": "SKIP"}
-    suite = _get(results, "project", "baked_suite", "not_slow")
-    if suite:
-        ok = (
-            suite.get("returncode") == 0
-            and tests_run(suite) >= BAKED_SUITE_MIN_TESTS
-            and suite["wall_s"] <= BAKED_SUITE_MAX_S
-        )
-        out["baked_suite"] = {
-            "value": f"{describe_tests(suite)} in {seconds(suite['wall_s'])}",
-            "status": verdict(ok),
-        }
-    else:
-        out["baked_suite"] = {"value": "-", "status": "SKIP"}
+    out["fast_tier"] = suite_verdict(
+        _get(results, "fast_tier"), FAST_TIER_MIN_TESTS, FAST_TIER_MAX_S
+    )
+    out["baked_suite"] = suite_verdict(
+        _get(results, "project", "baked_suite", "not_slow"),
+        BAKED_SUITE_MIN_TESTS,
+        BAKED_SUITE_MAX_S,
+    )
     training = _get(results, "project", "training")
     if training and training.get("fit_median_s") is not None:
         fit_s, accuracy = training["fit_median_s"], training.get("val_acc")
