@@ -286,8 +286,8 @@ def check_github_ci(project: BakedProject) -> None:
     for name, job in jobs.items():
         steps = job["steps"]
         uses = [step["uses"] for step in steps if "uses" in step]
-        unpinned = [u for u in uses if not re.search(r"@(v\d+(\.\d+)*|[0-9a-f]{40})$", u)]
-        assert not unpinned, f"job {name}: actions without a version: {unpinned}"
+        unpinned = [u for u in uses if not re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u)]
+        assert not unpinned, f"job {name}: actions not pinned to a commit SHA: {unpinned}"
         assert "actions/cache@" in " ".join(uses), f"job {name} does not cache Poetry's downloads"
         assert any("pipx install" in s.get("run", "") for s in steps), f"{name}: no Poetry"
         assert any("poetry install" in s.get("run", "") for s in steps), f"{name}: no install"
@@ -295,8 +295,59 @@ def check_github_ci(project: BakedProject) -> None:
     if "docs" in jobs:
         assert ["mkdocs", "build", "--strict"] in github_ci_commands(project, "docs")
     assert ["pytest", "--cov"] in github_ci_commands(project, "test")
+    check_sha_pins_name_their_version(project.read(path), path)
     updates = load_yaml12(project.read(".github/dependabot.yml"))["updates"]
     assert {u["package-ecosystem"] for u in updates} == {"github-actions", "pip"}
+    check_dependabot_cooldown(updates)
+
+
+# `uses: owner/name@<40 hex> # vX.Y.Z`: Dependabot updates both the SHA and the comment.
+SHA_PIN = re.compile(r"^\s*(?:- )?uses:\s*\S+@[0-9a-f]{40}\s+# v\d+(?:\.\d+)*\s*$")
+
+
+def check_sha_pins_name_their_version(text: str, relative: str) -> None:
+    """Every ``uses:`` line pins a full commit SHA and names its release in a comment."""
+    lines = [line for line in text.splitlines() if re.match(r"^\s*(?:- )?uses:", line)]
+    assert lines, f"{relative} uses no action"
+    wrong = [line.strip() for line in lines if not SHA_PIN.match(line)]
+    assert not wrong, f"{relative}: pin actions as `@<sha> # vX.Y.Z`: {wrong}"
+
+
+MIN_COOLDOWN_DAYS = 7
+
+
+def check_dependabot_cooldown(updates: list[dict[str, Any]]) -> None:
+    """Each Dependabot ecosystem waits at least a week before proposing a release."""
+    short = [
+        u["package-ecosystem"]
+        for u in updates
+        if u.get("cooldown", {}).get("default-days", 0) < MIN_COOLDOWN_DAYS
+    ]
+    assert not short, f"Dependabot cooldown under {MIN_COOLDOWN_DAYS} days for {short}"
+
+
+def zizmor_findings(paths: Collection[Path]) -> list[str]:
+    """zizmor's findings (offline audits, default persona) for ``.github`` folders.
+
+    One process for all of them; each finding as ``audit: file:line``.
+    """
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-progress", "--format", "json", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    # zizmor exits non-zero when it finds something; JSON on stdout either way.
+    assert result.stdout.strip(), f"zizmor failed ({result.returncode}):\n{result.stderr}"
+    found = []
+    for finding in json.loads(result.stdout):
+        for location in finding["locations"]:
+            where = location["symbolic"]["key"]["Local"]["verbatim_path"]
+            row = location["concrete"]["location"]["start_point"]["row"] + 1
+            found.append(f"{finding['ident']}: {where}:{row}")
+    return found
 
 
 def check_gitlab_ci(project: BakedProject) -> None:
