@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,47 @@ def check_types(project: BakedProject) -> None:
         if MYPY_WARMUP is not None:
             MYPY_WARMUP.wait()  # a second cold mypy would redo its work
         project.run(tool("mypy"))
+
+
+# pyright (standard mode) with one rule beyond it: every method that overrides
+# one of a base class (Lightning's hooks, nn.Module.forward) says so with
+# @override, as Lightning's own code does.
+PYRIGHT_CONFIG = {"typeCheckingMode": "standard", "reportImplicitOverride": "error"}
+# The background pyright run of the default bake (conftest's _background_pyright):
+# the process and the file its JSON report goes to.
+PYRIGHT_RUN: tuple[subprocess.Popen[bytes], Path] | None = None
+
+
+def start_pyright(project: BakedProject, workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start pyright on a private copy of ``project``; its JSON report lands in a file."""
+    copy = project.copy(workdir / "project")
+    (copy.path / "pyrightconfig.json").write_text(json.dumps(PYRIGHT_CONFIG), encoding="utf-8")
+    report = workdir / "pyright.json"
+    with report.open("wb") as output:
+        process = subprocess.Popen(
+            [tool("pyright"), "--outputjson", "--pythonpath", sys.executable],
+            cwd=copy.path,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.DEVNULL,
+        )
+    return process, report
+
+
+def pyright_findings(run: tuple[subprocess.Popen[bytes], Path], timeout: float = 300) -> list[str]:
+    """Wait for a pyright run; its findings as ``file:line: message [rule]``."""
+    process, report = run
+    process.wait(timeout=timeout)
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise RuntimeError(f"pyright gave no report (exit {process.returncode})") from error
+    return [
+        f"{Path(d['file']).name}:{d['range']['start']['line'] + 1}: {d['message']}"
+        f" [{d.get('rule', '')}]"
+        for d in data["generalDiagnostics"]
+        if d["severity"] == "error"
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -357,9 +399,11 @@ def check_gitlab_ci(project: BakedProject) -> None:
     text = project.read(path)
     pipeline = load_yaml12(text)
     mkdocs = project.answers["docs"] == "mkdocs"
-    assert pipeline["stages"] == ["lint", "test", "docs"]
+    assert pipeline["stages"] == ["lint", "test"] + (["docs"] if mkdocs else [])
     jobs = {k: v for k, v in pipeline.items() if isinstance(v, dict) and "script" in v}
     assert set(jobs) == {"lint", "test"} | ({"docs"} if mkdocs else set())
+    empty = set(pipeline["stages"]) - {job["stage"] for job in jobs.values()}
+    assert not empty, f"{path}: stages without a job: {sorted(empty)}"
     assert pipeline["default"]["image"] == "python:${PYTHON_VERSION}-slim"
     assert pipeline["variables"]["PYTHON_VERSION"] == supported_pythons(project)[0]
     matrix = jobs["test"]["parallel"]["matrix"]

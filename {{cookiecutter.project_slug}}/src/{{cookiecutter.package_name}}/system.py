@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from .model import MLP
 
@@ -59,11 +60,13 @@ class Classifier(pl.LightningModule):
         # Lets the model summary show input and output shapes.
         self.example_input_array = torch.zeros(1, in_features)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         """Class scores (logits) for a batch of inputs."""
         logits: Tensor = self.net(x)
         return logits
 
+    @override
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Cross-entropy loss of one training batch (Lightning does the rest)."""
         x, y = batch
@@ -74,6 +77,7 @@ class Classifier(pl.LightningModule):
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
+    @override
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """Log loss and accuracy over the validation set."""
         x, y = batch
@@ -82,6 +86,7 @@ class Classifier(pl.LightningModule):
         self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.log("val_acc", self.val_acc, prog_bar=True)
 
+    @override
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         """Log loss and accuracy over the test set."""
         x, y = batch
@@ -90,12 +95,14 @@ class Classifier(pl.LightningModule):
         self.log("test_loss", F.cross_entropy(logits, y), sync_dist=True)
         self.log("test_acc", self.test_acc)
 
+    @override
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Predicted class of every input in the batch (targets are ignored)."""
         x, _ = batch
         prediction: Tensor = self(x).argmax(dim=1)
         return prediction
 
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over all parameters, with the configured learning rate."""
         return torch.optim.Adam(
