@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import ast
 import os
+import sys
+import time
 from pathlib import Path
 
 import checks
 import pytest
 from checks import check_gitlab_ci
 from conftest import Bake
+from e2e.steps import run_tracked
 from harness import BakedProject, choices, tool
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -146,3 +149,42 @@ def test_pyright_reports_nothing_on_the_default_bake() -> None:
         if not (f.split(":")[0] in OVERRIDE_PENDING and "[reportImplicitOverride]" in f)
     ]
     assert findings == []
+
+
+# --- no test of a bake leaves a process behind (e2e.steps.run_tracked) -------
+
+# A server started in a session of its own, its output elsewhere.
+LEAVES_A_SLEEPER = (
+    "import subprocess, sys; subprocess.Popen([sys.executable, '-c',"
+    " 'import time; time.sleep(60)'], start_new_session=True,"
+    " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)"
+)
+# A child that keeps the output pipe open: the command never seems to end.
+LEAVES_A_CHILD_ON_THE_PIPE = (
+    "import subprocess, sys; subprocess.Popen([sys.executable, '-c',"
+    " 'import time; time.sleep(60)'])"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+@pytest.mark.parametrize("script", [LEAVES_A_SLEEPER, LEAVES_A_CHILD_ON_THE_PIPE])
+def test_run_tracked_names_and_kills_a_process_left_behind(tmp_path: Path, script: str) -> None:
+    """Even one that started a session of its own, as servers in tests do."""
+    env = dict(os.environ)
+    with pytest.raises(AssertionError, match="left running") as caught:
+        run_tracked([sys.executable, "-c", script], tmp_path, env, timeout=2, grace=0.5)
+    pid = int(str(caught.value).splitlines()[1].split(":")[0])
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pid), f"{pid} was not killed"
+    run_tracked([sys.executable, "-c", "pass"], tmp_path, env, grace=0.5)  # nothing left: fine
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended: only its parent has to reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
