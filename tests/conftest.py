@@ -18,6 +18,7 @@ from typing import Any
 
 import checks
 import pytest
+from e2e_report import pytest_runtest_logreport, pytest_sessionfinish  # noqa: F401 (hooks)
 from harness import TEMPLATE_DIR, BakedProject, tool
 
 Bake = Callable[..., BakedProject]
