@@ -234,7 +234,24 @@ def install_npm_tools() -> None:
     if all((NPM_PREFIX / "node_modules" / name).exists() for name in NPM_TOOLS):
         return
     # All at once: npm removes packages of the folder that one install does not name.
-    run(npm, "install", "--silent", "--no-save", "--prefix", NPM_PREFIX, *NPM_TOOLS)
+    run(npm, "install", "--silent", "--no-save", "--prefix", NPM_PREFIX, *npm_specs(node_major()))
+
+
+def node_major() -> int | None:
+    """Node's major version, or None when it cannot be told."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    result = subprocess.run([node, "--version"], capture_output=True, text=True, check=False)
+    found = re.match(r"v(\d+)\.", result.stdout.strip())
+    return int(found.group(1)) if found else None
+
+
+def npm_specs(node: int | None) -> list[str]:
+    """What to install from npm: the newest releases this Node runs."""
+    # gitlab-ci-local 4.74 and later use Node 22's Set methods.
+    older = {"gitlab-ci-local": "gitlab-ci-local@<4.74"} if node is not None and node < 22 else {}
+    return [older.get(name, name) for name in NPM_TOOLS]
 
 
 def e2e_skip_summary(report: dict[str, object]) -> str:

