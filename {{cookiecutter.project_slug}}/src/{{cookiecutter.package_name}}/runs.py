@@ -306,14 +306,14 @@ def main(args: list[str]) -> None:
         + (f" ({unreadable} unreadable)" if unreadable else "")
     )
     scored = [r for r in rows if r.best is not None and r.status == "complete"]
-    if scored:
-        best = min(scored, key=_goodness)
+    best = min(scored, key=_goodness) if scored else None
+    if best is not None:
         summary.add("best run", best.path).add(f"best {best.metric}", cell(best.best))
     if options.csv is not None:
         summary.add("csv", options.csv)
     if options.plot is not None:
         summary.add("plot", options.plot)
-    if scored:
+    if best is not None:
         summary.suggest(PROGRAM, "fit", "--config", best.path / CONFIG)
     if options.plot is None:
         summary.suggest(PROGRAM, "runs", root, "--plot", "curves.png")

@@ -29,6 +29,7 @@ import re
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,9 @@ def open_storage(url: str | None, folder: Path | None) -> BaseStorage:
         )
     try:
         # A worker that stops beating for 2 minutes has its trial marked failed.
-        return RDBStorage(url, heartbeat_interval=30, grace_period=120)
+        with warnings.catch_warnings():  # heartbeats are "experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, heartbeat_interval=30, grace_period=120)
     except Exception as error:  # SQLAlchemy's many errors, a missing driver
         problem = " ".join(str(error).split())[:200]
         raise UsageError(
@@ -690,13 +693,12 @@ def main(args: list[str]) -> None:
             else (study_arg or folder.name)
         )
         storage = storage or open_storage(None, folder)
-        seed = options.seed
-        if seed is None:
-            seed = (
-                base.get("seed_everything")
-                if isinstance(base.get("seed_everything"), int)
-                else 0
-            )
+        configured = base.get("seed_everything")
+        seed: int = (
+            options.seed
+            if options.seed is not None
+            else (configured if isinstance(configured, int) else 0)
+        )
         study = optuna.create_study(
             storage=storage,
             study_name=study_name,
