@@ -36,6 +36,7 @@ class Classifier(pl.LightningModule):
         dropout: float = 0.0,
         lr: float = 0.02,
         weight_decay: float = 0.0,
+        compile: bool = False,
     ) -> None:
         """Build the network and the metrics.
 
@@ -47,12 +48,16 @@ class Classifier(pl.LightningModule):
             dropout: Dropout probability of the hidden layer.
             lr: Adam's learning rate.
             weight_decay: Adam's L2 penalty.
+            compile: Compile the network with ``torch.compile`` (the
+                ``nn.Module`` in place, so checkpoints keep their keys).
         """
         super().__init__()
         self.save_hyperparameters()
         self.lr = lr
         self.weight_decay = weight_decay
         self.net = MLP(in_features, hidden_size, num_classes, dropout)
+        if compile:
+            self.net.compile()
         # One metric object per stage: each keeps its own running state.
         self.train_acc = MulticlassAccuracy(num_classes=num_classes)
         self.val_acc = MulticlassAccuracy(num_classes=num_classes)
