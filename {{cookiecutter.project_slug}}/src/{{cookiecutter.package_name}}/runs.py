@@ -184,12 +184,8 @@ def cell(value: Any) -> str:
 def table(rows: Sequence[RunRow], columns: Sequence[str]) -> str:
     """The rows as aligned text, one line each, under a header."""
     metrics = {row.metric for row in rows if row.metric}
-    headers = [
-        f"{column} {next(iter(metrics))}"
-        if column in ("best", "last") and len(metrics) == 1
-        else column
-        for column in columns
-    ]
+    suffix = f" {next(iter(metrics))}" if len(metrics) == 1 else ""
+    headers = [c + suffix if c in ("best", "last") else c for c in columns]
     cells = [headers, *([cell(row.value(c)) for c in columns] for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join(
