@@ -22,18 +22,12 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-{%- if cookiecutter.python_version in ["3.10", "3.11"] %}
 from typing import Any
-{%- else %}
-from typing import Any, override
-{%- endif %}
 
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-{%- if cookiecutter.python_version in ["3.10", "3.11"] %}
 from typing_extensions import override
-{%- endif %}
 
 from .callbacks import PredictionWriter, RunFolder
 {%- if cookiecutter.dataset == "digits" %}
