@@ -185,9 +185,7 @@ def table(rows: Sequence[RunRow], columns: Sequence[str]) -> str:
     """The rows as aligned text, one line each, under a header."""
     metrics = {row.metric for row in rows if row.metric}
     suffix = f" {next(iter(metrics))}" if len(metrics) == 1 else ""
-    headers = [
-        column + suffix if column in ("best", "last") else column for column in columns
-    ]
+    headers = [c + suffix if c in ("best", "last") else c for c in columns]
     cells = [headers, *([cell(row.value(c)) for c in columns] for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join(

@@ -694,11 +694,9 @@ def main(args: list[str]) -> None:
         )
         storage = storage or open_storage(None, folder)
         configured = base.get("seed_everything")
-        seed: int = (
-            options.seed
-            if options.seed is not None
-            else (configured if isinstance(configured, int) else 0)
-        )
+        seed = configured if isinstance(configured, int) else 0
+        if options.seed is not None:
+            seed = options.seed
         study = optuna.create_study(
             storage=storage,
             study_name=study_name,
@@ -723,9 +721,10 @@ def main(args: list[str]) -> None:
         study.set_user_attr("metric", metric)
         study.sampler = optuna.samplers.TPESampler(seed=seed + workers)
         if not (folder / STUDY).is_file():
+            storage_label = mask(options.storage) if options.storage else "journal"
             record = {
                 "study": study_name,
-                "storage": mask(options.storage) if options.storage else "journal",
+                "storage": storage_label,
                 "metric": metric,
                 "direction": direction,
                 "search": {
