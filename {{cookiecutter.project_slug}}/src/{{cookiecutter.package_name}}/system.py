@@ -13,7 +13,7 @@ import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from .model import MLP
+from .model import MLP, Standardize
 
 Batch = tuple[Tensor, Tensor]
 """A batch of ``(inputs, targets)``: inputs of any shape, integer class targets."""
@@ -23,8 +23,10 @@ class Classifier(pl.LightningModule):
     """Trains ``MLP`` with cross-entropy and Adam, and reports accuracy.
 
     Logs ``train_loss``/``train_acc`` per epoch, ``val_loss``/``val_acc`` and
-    ``test_loss``/``test_acc``. All arguments are saved as hyperparameters, so
-    ``Classifier.load_from_checkpoint(path)`` rebuilds the same model.
+    ``test_loss``/``test_acc``. It takes raw inputs, as the data source gives
+    them, and standardises them itself (``model.Standardize``). All arguments
+    are saved as hyperparameters, so ``Classifier.load_from_checkpoint(path)``
+    rebuilds the same model, raw inputs included.
     """
 
     def __init__(
@@ -35,6 +37,8 @@ class Classifier(pl.LightningModule):
         dropout: float = 0.0,
         lr: float = 0.02,
         weight_decay: float = 0.0,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
     ) -> None:
         """Build the network and the metrics.
 
@@ -46,11 +50,15 @@ class Classifier(pl.LightningModule):
             dropout: Dropout probability of the hidden layer.
             lr: Adam's learning rate.
             weight_decay: Adam's L2 penalty.
+            input_mean: Mean of the raw training inputs, subtracted first. The
+                command line takes it from the DataModule's training split.
+            input_std: Their standard deviation, divided by next (likewise).
         """
         super().__init__()
         self.save_hyperparameters()
         self.lr = lr
         self.weight_decay = weight_decay
+        self.standardize = Standardize(input_mean, input_std)
         self.net = MLP(in_features, hidden_size, num_classes, dropout)
         # One metric object per stage: each keeps its own running state.
         self.train_acc = MulticlassAccuracy(num_classes=num_classes)
@@ -60,8 +68,8 @@ class Classifier(pl.LightningModule):
         self.example_input_array = torch.zeros(1, in_features)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Class scores (logits) for a batch of inputs."""
-        logits: Tensor = self.net(x)
+        """Class scores (logits) for a batch of raw inputs."""
+        logits: Tensor = self.net(self.standardize(x))
         return logits
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
@@ -91,10 +99,13 @@ class Classifier(pl.LightningModule):
         self.log("test_acc", self.test_acc)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """Predicted class of every input in the batch (targets are ignored)."""
+        """Class probabilities, ``(batch, num_classes)``, of every input (targets ignored).
+
+        The predicted class is the most probable one (``argmax(dim=1)``).
+        """
         x, _ = batch
-        prediction: Tensor = self(x).argmax(dim=1)
-        return prediction
+        probabilities: Tensor = F.softmax(self(x), dim=1)
+        return probabilities
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over all parameters, with the configured learning rate."""
