@@ -6,7 +6,6 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-
 from sklearn.datasets import load_digits
 
 from {{ cookiecutter.package_name }}.data import DigitsDataModule
@@ -53,7 +52,8 @@ def test_batch_shapes_and_dtypes(datamodule: DigitsDataModule, loader: str) -> N
 def test_loaders_yield_raw_pixels(datamodule: DigitsDataModule) -> None:
     assert datamodule.test_set is not None
     pixels = datamodule.test_set.tensors[0]
-    raw = load_digits().data[datamodule.indices["test"]].reshape(-1, 1, 8, 8)
+    images, _ = load_digits(return_X_y=True)
+    raw = np.asarray(images)[datamodule.indices["test"]].reshape(-1, 1, 8, 8)
     np.testing.assert_array_equal(pixels.numpy(), raw.astype(np.float32))
     assert pixels.min().item() == 0
     assert pixels.max().item() == 16

@@ -248,7 +248,7 @@ class PredictionWriter(BasePredictionWriter):
         name = PREDICTIONS
         if trainer.world_size > 1:
             name = f"predictions-rank{trainer.global_rank}.csv"
-        data = trainer.datamodule
+        data = getattr(trainer, "datamodule", None)
         names: list[str] = list(getattr(data, "predict_names", []))
         classes = list(getattr(data, "class_names", []))
         width = len(self.rows[0][1]) if self.rows else len(classes)

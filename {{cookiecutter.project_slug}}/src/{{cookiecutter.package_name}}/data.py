@@ -115,7 +115,7 @@ class DigitsDataModule(pl.LightningDataModule):
 
     @property
     def input_std(self) -> float:
-        """Standard deviation of the training split's raw pixels (the model divides by it)."""
+        """Standard deviation of the training split's raw pixels (the model divides)."""
         return self._training_statistics()[1]
 
     def setup(self, stage: str | None = None) -> None:

@@ -228,7 +228,7 @@ def _card(
             for name in OUTPUT_NAMES
         ],
         "classes": classes,
-        "metrics": {key: value for key, value in chosen.items()},
+        "metrics": dict(chosen),
         "source": {
             "run": run_dir.as_posix(),
             "checkpoint": checkpoint.as_posix(),

@@ -111,7 +111,8 @@ def _read_csv(path: Path, features: int) -> npt.NDArray[np.float32]:
                 numbers = [_number(cell) for cell in cells]
                 if line == 1 and all(n is None for n in numbers):
                     continue  # a header
-                for column, (cell, number) in enumerate(zip(cells, numbers), 1):
+                pairs = zip(cells, numbers, strict=True)
+                for column, (cell, number) in enumerate(pairs, start=1):
                     if number is None:
                         raise UsageError(
                             f"{path}: line {line}, column {column}: {cell.strip()!r}"
@@ -126,7 +127,9 @@ def _read_csv(path: Path, features: int) -> npt.NDArray[np.float32]:
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise UsageError(f"{path}: not a readable CSV file ({error})") from None
     if not rows:
-        raise UsageError(f"{path}: no samples (expected one line of {features} numbers each)")
+        raise UsageError(
+            f"{path}: no samples (expected one line of {features} numbers each)"
+        )
     return np.asarray(rows, dtype=np.float32)
 
 
@@ -176,7 +179,9 @@ def _check_values(
     finite = np.isfinite(values)
     if not finite.all():
         row = int(np.argwhere(~finite)[0][0])
-        raise UsageError(f"{path}: sample {names[row]} holds a value that is not finite")
+        raise UsageError(
+            f"{path}: sample {names[row]} holds a value that is not finite"
+        )
     outside = (values < low) | (values > high)
     if outside.any():
         row, column = (int(i) for i in np.argwhere(outside)[0])

@@ -149,9 +149,10 @@ class ServedModel:
     def predict(self, rows: list[list[float]]) -> tuple[list[int], list[list[float]]]:
         """The predicted class indices and class probabilities of raw rows."""
         batch = np.asarray(rows, dtype=np.float32).reshape(len(rows), *self.shape)
-        (probabilities,) = self.session.run(
+        (answer,) = self.session.run(
             ["probabilities"], {self.card["input"]["name"]: batch}
         )
+        probabilities = np.asarray(answer)
         return probabilities.argmax(axis=1).tolist(), probabilities.tolist()
 
 
@@ -216,7 +217,7 @@ class PredictResponse(BaseModel):
     )
 
 
-class _BodyTooLarge(Exception):
+class _BodyTooLargeError(Exception):
     """Raised inside the app when the body grows past the limit."""
 
 
@@ -257,7 +258,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge
+                    raise _BodyTooLargeError
             return message
 
         async def watched(message: Message) -> None:
@@ -267,7 +268,7 @@ class BodyLimit:
 
         try:
             await self.app(scope, counted, watched)
-        except _BodyTooLarge:
+        except _BodyTooLargeError:
             if started:
                 raise
             await self._refuse(scope, receive, send)
@@ -329,11 +330,15 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": body_model.model_json_schema()}},
+                "content": {
+                    "application/json": {"schema": body_model.model_json_schema()}
+                },
             }
         },
         responses={
-            413: {"description": f"More than {max_rows} rows, or over {max_body} bytes."},
+            413: {
+                "description": f"More than {max_rows} rows, or over {max_body} bytes."
+            },
             422: {"description": "Not a valid request: each problem names its row."},
         },
     )
@@ -351,14 +356,14 @@ def create_app(
             {"predictions": predictions, "probabilities": probabilities}
         )
 
-    app.add_middleware(BodyLimit, max_bytes=max_body)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, max_bytes=max_body)
     return app
 
 
 def _problems(
     error: ValidationError, shape_text: str, max_rows: int
 ) -> tuple[int, list[dict[str, Any]]]:
-    """The status (``413`` for too many rows, else ``422``) and a message per problem."""
+    """The status (``413`` for too many rows, else ``422``) and each problem."""
     problems: list[dict[str, Any]] = []
     status = 422
     errors = error.errors(include_url=False, include_input=False)
@@ -368,7 +373,9 @@ def _problems(
         if kind == "json_invalid" and "recursion limit" in str(context.get("error")):
             message = "the body is nested too deep; rows are flat lists of numbers"
         elif kind == "json_invalid":
-            message = f"the body is not valid JSON: {context.get('error', entry['msg'])}"
+            message = (
+                f"the body is not valid JSON: {context.get('error', entry['msg'])}"
+            )
         elif where == ():
             message = 'the body must be a JSON object: {"inputs": [[...], ...]}'
         elif kind == "extra_forbidden":
@@ -405,7 +412,9 @@ def _problems(
     if len(problems) > MAX_REPORTED_PROBLEMS:
         more = len(problems) - MAX_REPORTED_PROBLEMS
         problems = problems[:MAX_REPORTED_PROBLEMS]
-        problems.append({"loc": ["body"], "msg": f"... and {more} more", "type": "more"})
+        problems.append(
+            {"loc": ["body"], "msg": f"... and {more} more", "type": "more"}
+        )
     return status, problems
 
 

@@ -99,7 +99,7 @@ class Classifier(pl.LightningModule):
         self.log("test_acc", self.test_acc)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """Class probabilities, ``(batch, num_classes)``, of every input (targets ignored).
+        """Class probabilities, ``(batch, num_classes)``, of each input (no targets).
 
         The predicted class is the most probable one (``argmax(dim=1)``).
         """
