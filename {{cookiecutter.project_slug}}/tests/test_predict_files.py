@@ -14,11 +14,12 @@ from PIL import Image
 from conftest import run_main
 {%- if cookiecutter.dataset == "digits" %}
 from {{ cookiecutter.package_name }}.data import DigitsDataModule as DataModule
-{%- else %}
-from {{ cookiecutter.package_name }}.mnist import MNISTDataModule as DataModule
 {%- endif %}
 from {{ cookiecutter.package_name }}.errors import UsageError
 from {{ cookiecutter.package_name }}.inputs import read_inputs
+{%- if cookiecutter.dataset == "mnist" %}
+from {{ cookiecutter.package_name }}.mnist import MNISTDataModule as DataModule
+{%- endif %}
 
 SAMPLES = 60
 """Test samples written to each file (the first ones of the test split)."""

@@ -44,10 +44,11 @@ from typing_extensions import override
 from .cli import PROGRAM
 {%- if cookiecutter.dataset == "digits" %}
 from .data import DigitsDataModule as DataModule
-{%- else %}
-from .mnist import MNISTDataModule as DataModule
 {%- endif %}
 from .errors import UsageError
+{%- if cookiecutter.dataset == "mnist" %}
+from .mnist import MNISTDataModule as DataModule
+{%- endif %}
 from .run import EXPORT, MODEL_CARD, ONNX_MODEL, file_sha256, open_run
 from .summary import Summary
 from .system import Classifier
