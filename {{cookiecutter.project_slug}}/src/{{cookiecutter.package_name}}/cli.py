@@ -50,6 +50,12 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(
         "serve", "Serve an exported model over HTTP with ONNX Runtime (no torch)."
     ),
+{%- if cookiecutter.hpo == "optuna" %}
+    "tune": Command(
+        "tune", "Search hyperparameters with Optuna; every trial is a run folder."
+    ),
+{%- endif %}
+    "runs": Command("runs", "Compare run folders: status, metrics, what differs."),
 }
 """Every subcommand, in the order ``--help`` lists them."""
 

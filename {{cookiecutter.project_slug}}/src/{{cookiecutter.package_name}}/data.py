@@ -23,6 +23,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
 from .inputs import read_inputs
 
@@ -118,6 +119,7 @@ class DigitsDataModule(pl.LightningDataModule):
         """Standard deviation of the training split's raw pixels (the model divides)."""
         return self._training_statistics()[1]
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         """Split the data (every process does the same).
 
@@ -140,7 +142,11 @@ class DigitsDataModule(pl.LightningDataModule):
             stratify=labels[train_val],
             random_state=self.split_seed,
         )
-        self.indices = {"train": train, "val": val, "test": test}
+        # int64 arrays, whatever train_test_split hands back (lists, to a type checker).
+        self.indices = {
+            name: np.asarray(rows, dtype=np.int64)
+            for name, rows in (("train", train), ("val", val), ("test", test))
+        }
 
         pixels = torch.as_tensor(images, dtype=torch.float32)
         pixels = pixels.reshape(-1, *self.input_shape)
@@ -166,18 +172,22 @@ class DigitsDataModule(pl.LightningDataModule):
         assert self._statistics is not None
         return self._statistics
 
+    @override
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Shuffled training batches (the order follows the global seed)."""
         return self._loader(self.train_set, shuffle=True)
 
+    @override
     def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Validation batches in a fixed order."""
         return self._loader(self.val_set)
 
+    @override
     def test_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Test batches in a fixed order."""
         return self._loader(self.test_set)
 
+    @override
     def predict_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """The ``predict_path`` samples, or else the test set, in a fixed order."""
         return self._loader(self.predict_set)

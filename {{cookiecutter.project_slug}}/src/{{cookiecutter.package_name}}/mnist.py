@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
 from .inputs import read_inputs
 
@@ -110,6 +111,7 @@ class MNISTDataModule(pl.LightningDataModule):
         # Positions in MNIST's training images of each split: "train", "val".
         self.indices: dict[str, torch.Tensor] = {}
 
+    @override
     def prepare_data(self) -> None:
         """Download MNIST once (Lightning calls this on one process per node)."""
         from torchvision.datasets import MNIST
@@ -117,6 +119,7 @@ class MNISTDataModule(pl.LightningDataModule):
         MNIST(self.data_dir, train=True, download=True)
         MNIST(self.data_dir, train=False, download=True)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         """Load the downloaded images and split them.
 
@@ -146,18 +149,22 @@ class MNISTDataModule(pl.LightningDataModule):
             self.predict_set = self.test_set
             self.predict_names = [str(position) for position in range(len(test))]
 
+    @override
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Shuffled training batches (the order follows the global seed)."""
         return self._loader(self.train_set, shuffle=True)
 
+    @override
     def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Validation batches in a fixed order."""
         return self._loader(self.val_set)
 
+    @override
     def test_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Test batches in a fixed order."""
         return self._loader(self.test_set)
 
+    @override
     def predict_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """The ``predict_path`` samples, or else the test set, in a fixed order."""
         return self._loader(self.predict_set)

@@ -66,6 +66,7 @@ class MLP(nn.Module):
             nn.Linear(hidden_size, num_classes),
         )
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         """Class scores (logits) of shape ``(batch, num_classes)``."""
         logits: Tensor = self.layers(x)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from .model import MLP, Standardize
 
@@ -39,6 +40,7 @@ class Classifier(pl.LightningModule):
         weight_decay: float = 0.0,
         input_mean: float = 0.0,
         input_std: float = 1.0,
+        compile: bool = False,
     ) -> None:
         """Build the network and the metrics.
 
@@ -53,6 +55,8 @@ class Classifier(pl.LightningModule):
             input_mean: Mean of the raw training inputs, subtracted first. The
                 command line takes it from the DataModule's training split.
             input_std: Their standard deviation, divided by next (likewise).
+            compile: Compile the network with ``torch.compile`` (the
+                ``nn.Module`` in place, so checkpoints keep their keys).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -60,6 +64,8 @@ class Classifier(pl.LightningModule):
         self.weight_decay = weight_decay
         self.standardize = Standardize(input_mean, input_std)
         self.net = MLP(in_features, hidden_size, num_classes, dropout)
+        if compile:
+            self.net.compile()
         # One metric object per stage: each keeps its own running state.
         self.train_acc = MulticlassAccuracy(num_classes=num_classes)
         self.val_acc = MulticlassAccuracy(num_classes=num_classes)
@@ -67,11 +73,13 @@ class Classifier(pl.LightningModule):
         # Lets the model summary show input and output shapes.
         self.example_input_array = torch.zeros(1, in_features)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         """Class scores (logits) for a batch of raw inputs."""
         logits: Tensor = self.net(self.standardize(x))
         return logits
 
+    @override
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Cross-entropy loss of one training batch (Lightning does the rest)."""
         x, y = batch
@@ -82,6 +90,7 @@ class Classifier(pl.LightningModule):
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
+    @override
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """Log loss and accuracy over the validation set."""
         x, y = batch
@@ -90,6 +99,7 @@ class Classifier(pl.LightningModule):
         self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.log("val_acc", self.val_acc, prog_bar=True)
 
+    @override
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         """Log loss and accuracy over the test set."""
         x, y = batch
@@ -98,6 +108,7 @@ class Classifier(pl.LightningModule):
         self.log("test_loss", F.cross_entropy(logits, y), sync_dist=True)
         self.log("test_acc", self.test_acc)
 
+    @override
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Class probabilities, ``(batch, num_classes)``, of each input (no targets).
 
@@ -107,6 +118,7 @@ class Classifier(pl.LightningModule):
         probabilities: Tensor = F.softmax(self(x), dim=1)
         return probabilities
 
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over all parameters, with the configured learning rate."""
         return torch.optim.Adam(
