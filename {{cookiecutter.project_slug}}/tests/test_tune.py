@@ -22,7 +22,7 @@ from optuna.distributions import (
 )
 
 from conftest import PROJECT_ROOT, QUIET, SMOKE, run_main
-from {{ cookiecutter.package_name }} import tune
+from {{ cookiecutter.package_name }} import train, tune
 from {{ cookiecutter.package_name }}.errors import UsageError
 from {{ cookiecutter.package_name }}.summary import parse_summary
 
