@@ -184,11 +184,9 @@ def cell(value: Any) -> str:
 def table(rows: Sequence[RunRow], columns: Sequence[str]) -> str:
     """The rows as aligned text, one line each, under a header."""
     metrics = {row.metric for row in rows if row.metric}
+    suffix = f" {next(iter(metrics))}" if len(metrics) == 1 else ""
     headers = [
-        f"{column} {next(iter(metrics))}"
-        if column in ("best", "last") and len(metrics) == 1
-        else column
-        for column in columns
+        column + suffix if column in ("best", "last") else column for column in columns
     ]
     cells = [headers, *([cell(row.value(c)) for c in columns] for row in rows)]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]

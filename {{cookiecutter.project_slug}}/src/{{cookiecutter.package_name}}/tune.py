@@ -725,9 +725,7 @@ def main(args: list[str]) -> None:
         if not (folder / STUDY).is_file():
             record = {
                 "study": study_name,
-                "storage": "journal"
-                if options.storage is None
-                else mask(options.storage),
+                "storage": mask(options.storage) if options.storage else "journal",
                 "metric": metric,
                 "direction": direction,
                 "search": {
