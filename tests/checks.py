@@ -628,13 +628,19 @@ def _dockerignored(patterns: list[str], path: str) -> bool:
 
 
 def check_dockerfile(project: BakedProject) -> None:
-    """Multi-stage, pinned bases, non-root, Poetry 2 from the lock, COPY only what exists."""
+    """Multi-stage, pinned bases, non-root, Poetry 2 from the lock, COPY only what exists.
+
+    Also the ``serve`` target: non-root, a HEALTHCHECK, and built from the
+    ``serve`` dependency group alone (no torch, no dev tools).
+    """
     if project.answers["docker"] != "yes":
         return
     instructions = _dockerfile_instructions(project.read("Dockerfile"))
     args: dict[str, str] = {}
     stages: list[str] = []
     users: list[str] = []
+    names: list[str] = []  # stage names, in order
+    per_stage: dict[str, list[tuple[str, str]]] = {}
     ignore = [
         line.strip()
         for line in project.read(".dockerignore").splitlines()
@@ -646,10 +652,13 @@ def check_dockerfile(project: BakedProject) -> None:
             name, _, default = rest.partition("=")
             args[name] = default.strip('"')
         elif keyword == "FROM":
-            image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), rest.split()[0])
-            assert ":" in image, f"base image {image!r} has no tag"
-            assert not image.endswith(":latest"), f"base image {image!r}: pin a tag"
+            words = rest.split()
+            image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), words[0])
+            if image not in names:  # FROM an earlier stage needs no tag
+                assert ":" in image, f"base image {image!r} has no tag"
+                assert not image.endswith(":latest"), f"base image {image!r}: pin a tag"
             stages.append(image)
+            names.append(words[2] if len(words) == 3 and words[1].upper() == "AS" else "")
             users = []
         elif keyword == "USER":
             users.append(rest)
@@ -665,8 +674,28 @@ def check_dockerfile(project: BakedProject) -> None:
             assert "--no-dev" not in rest, f"a Poetry 1 flag: {rest}"
             assert "poetry export" not in rest, f"a plugin Poetry 2 lacks: {rest}"
             if "poetry install" in rest:
-                assert "--only main" in rest, f"the image installs dev tools: {rest}"
+                only = "--only main" in rest or "--only serve" in rest
+                assert only, f"the image installs dev tools: {rest}"
+        if names:
+            per_stage.setdefault(names[-1], []).append((keyword, rest))
     assert len(stages) >= 2, "the Dockerfile should be multi-stage"
+    serve = per_stage.get("serve")
+    assert serve, "no `serve` target"
+    assert names[-1] != "serve", "`serve` is the last stage, so a plain build makes it"
+    serve_users = [rest for keyword, rest in serve if keyword == "USER"]
+    assert serve_users, "the serve stage runs as root"
+    assert serve_users[-1].split(":")[0] not in {"root", "0"}
+    assert any(keyword == "HEALTHCHECK" for keyword, _ in serve), "serve has no HEALTHCHECK"
+    copied = [rest for keyword, rest in serve if keyword == "COPY" and "--from=" in rest]
+    builders = {name for rest in copied for name in re.findall(r"--from=(\S+)", rest)}
+    installs = [
+        rest
+        for name in builders
+        for keyword, rest in per_stage.get(name, [])
+        if keyword == "RUN" and "poetry install" in rest
+    ]
+    assert installs, f"serve copies from {sorted(builders)}, which install nothing"
+    assert all("--only serve" in rest for rest in installs), installs
     assert users, "the final stage runs as root (no USER)"
     assert users[-1].split(":")[0] not in {"root", "0"}, f"final USER is {users[-1]}"
     assert "poetry.lock" in project.read("Dockerfile")

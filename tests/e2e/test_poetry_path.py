@@ -14,9 +14,14 @@ PyTorch's index (``_pytorch_index_base``); see ``conftest.py``.
 
 from __future__ import annotations
 
+import http.client
 import importlib.metadata
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import time
 import zipfile
@@ -259,6 +264,114 @@ def test_training_run(workspace: Workspace) -> None:
     accuracy = validation_accuracy(rows)
     workspace.record(train_s=round(elapsed, 1), val_acc=round(accuracy, 4), epochs=len(rows))
     assert accuracy >= MIN_VAL_ACC, f"val accuracy {accuracy:.3f} in {run_dir}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _http(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        payload = None if body is None else json.dumps(body)
+        connection.request(method, path, body=payload, headers={"content-type": "application/json"})
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read() or b"null")
+    finally:
+        connection.close()
+
+
+def test_serve_only_install(workspace: Workspace, e2e_dir: Path) -> None:
+    """Export with the training install; a second, serve-only install serves it without torch."""
+    if workspace.name != "default":
+        pytest.skip("one variant is enough: the serve group does not depend on the options")
+    workspace.needs("install")
+    slug = workspace.project.answers["project_slug"]
+    package = workspace.project.answers["package_name"]
+    run_dir, _ = newest_run_metrics(workspace.path)
+    _, export_s = workspace.poetry("run", slug, "export", str(run_dir))
+    exported = run_dir / "export"
+    assert (exported / "model.onnx").is_file()
+    assert (exported / "model.json").is_file()
+
+    # A fresh copy, as a serving machine would check the project out.
+    serving = e2e_dir / "serve-only" / workspace.path.name
+    shutil.rmtree(serving.parent, ignore_errors=True)
+    serving.mkdir(parents=True)
+    for name in ("pyproject.toml", "poetry.toml", "poetry.lock", "README.md", "LICENSE", "src"):
+        source = workspace.path / name
+        if source.is_dir():
+            shutil.copytree(source, serving / name)
+        elif source.exists():
+            shutil.copy2(source, serving / name)
+    _, install_s = run([tool("poetry"), "install", "--only", "serve"], serving, workspace.env)
+    venv = serving / ".venv"
+    dists = installed_distributions(venv)
+    size = folder_size_mib(venv)
+    workspace.record(serve_install_s=round(install_s, 1), serve_venv_mb=round(size))
+    unwanted = sorted(
+        name for name in dists if name in {"torch", "lightning", "torchmetrics", "pytest"}
+    )
+    assert not unwanted, f"the serving install has {unwanted}"
+    assert not gpu_distributions(venv)
+    assert {"onnxruntime", "fastapi", "uvicorn"} <= dists.keys(), sorted(dists)
+    assert size < 300, f"the serving venv is {size:.0f} MiB"
+
+    script = venv / "bin" / slug
+    bad, _ = run([script, "serve", str(serving / "src")], serving, workspace.env, check=False)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(script), "serve", str(exported), "--port", str(port)],
+        cwd=serving,
+        env=workspace.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.communicate()[1].decode()[-3000:]
+            try:
+                if _http(port, "GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "serve did not answer /health"
+            time.sleep(0.2)
+        status, card = _http(port, "GET", "/metadata")
+        assert status == 200
+        row = [0.0] * card["input"]["values_per_sample"]
+        status, answer = _http(port, "POST", "/predict", {"inputs": [row, row]})
+        assert status == 200, answer
+        assert len(answer["predictions"]) == 2
+        assert _http(port, "POST", "/predict", {"inputs": []})[0] == 422
+        imported, _ = run(
+            [
+                venv / "bin" / "python",
+                "-c",
+                f"import {package}.serve, sys; print('torch' in sys.modules)",
+            ],
+            serving,
+            workspace.env,
+        )
+        assert imported.stdout.strip() == "False"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+        if server.stderr is not None:
+            server.stderr.close()
+    workspace.record(export_s=round(export_s, 1))
 
 
 def test_build(workspace: Workspace) -> None:

@@ -177,3 +177,26 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, datamodule: DataModule) 
     run_dir = run_main(tmp_path_factory.mktemp("smoke"), "fit", "--config", SMOKE)
     assert run_dir is not None
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def export_run_dir(
+    tmp_path_factory: pytest.TempPathFactory, smoke_run: Path
+) -> tuple[Path, str]:
+    """``export`` run once on a copy of the smoke run: the copy, and what it printed."""
+    import contextlib
+    import io
+    import shutil
+
+    copy = tmp_path_factory.mktemp("exported") / smoke_run.name
+    shutil.copytree(smoke_run, copy)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        main(["export", str(copy)])
+    return copy, printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def exported(export_run_dir: tuple[Path, str]) -> Path:
+    """The export folder of the smoke run's best checkpoint (read-only)."""
+    return export_run_dir[0] / "export"

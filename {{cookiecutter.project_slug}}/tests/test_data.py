@@ -6,8 +6,10 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 
 from {{ cookiecutter.package_name }}.data import DigitsDataModule
+from {{ cookiecutter.package_name }}.model import Standardize
 
 SAMPLES = 1797  # images in scikit-learn's digits
 
@@ -47,11 +49,33 @@ def test_batch_shapes_and_dtypes(datamodule: DigitsDataModule, loader: str) -> N
     assert 0 <= y.min() <= y.max() <= 9
 
 
-def test_training_pixels_are_standardised(datamodule: DigitsDataModule) -> None:
+def test_loaders_yield_raw_pixels(datamodule: DigitsDataModule) -> None:
+    assert datamodule.test_set is not None
+    pixels = datamodule.test_set.tensors[0]
+    images, _ = load_digits(return_X_y=True)
+    raw = np.asarray(images)[datamodule.indices["test"]].reshape(-1, 1, 8, 8)
+    np.testing.assert_array_equal(pixels.numpy(), raw.astype(np.float32))
+    assert pixels.min().item() == 0
+    assert pixels.max().item() == 16
+
+
+def test_the_model_standardises_with_training_statistics(
+    datamodule: DigitsDataModule,
+) -> None:
     assert datamodule.train_set is not None
     pixels = datamodule.train_set.tensors[0]
-    assert pixels.mean().item() == pytest.approx(0, abs=1e-5)
-    assert pixels.std().item() == pytest.approx(1, abs=1e-5)
+    assert datamodule.input_mean == pytest.approx(pixels.mean().item())
+    assert datamodule.input_std == pytest.approx(pixels.std().item())
+    standardize = Standardize(datamodule.input_mean, datamodule.input_std)
+    standardised = standardize(pixels)
+    assert standardised.mean().item() == pytest.approx(0, abs=1e-5)
+    assert standardised.std().item() == pytest.approx(1, abs=1e-5)
+
+
+def test_statistics_are_ready_before_setup() -> None:
+    fresh = DigitsDataModule()
+    assert 4 < fresh.input_mean < 6  # the CLI links these before setup runs
+    assert 5 < fresh.input_std < 7
 
 
 def test_split_ignores_the_training_seed(datamodule: DigitsDataModule) -> None:

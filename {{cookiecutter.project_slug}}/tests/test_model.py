@@ -92,10 +92,21 @@ def test_test_and_predict_steps(
 ) -> None:
     model.test_step(batch, 0)
     assert {"test_loss", "test_acc"} <= logged.keys()
-    predictions = model.predict_step(batch, 0)
-    assert predictions.shape == batch[1].shape
-    assert predictions.dtype == torch.int64
-    assert 0 <= predictions.min() <= predictions.max() < 10
+    probabilities = model.predict_step(batch, 0)
+    assert probabilities.shape == (len(batch[1]), 10)
+    assert probabilities.dtype == torch.float32
+    assert torch.allclose(probabilities.sum(dim=1), torch.ones(len(batch[1])))
+    assert torch.equal(probabilities.argmax(dim=1), model(batch[0]).argmax(dim=1))
+
+
+def test_the_model_standardises_raw_inputs(batch: Batch) -> None:
+    pl.seed_everything(0, verbose=False)
+    plain = Classifier(in_features=batch[0][0].numel())
+    pl.seed_everything(0, verbose=False)
+    shifted = Classifier(in_features=batch[0][0].numel(), input_mean=5, input_std=2)
+    x = batch[0]
+    with torch.no_grad():
+        assert torch.allclose(shifted(x * 2 + 5), plain(x), atol=1e-5)
 
 
 def test_configure_optimizers_uses_the_configured_lr() -> None:
@@ -148,6 +159,9 @@ def test_checkpoint_round_trip_keeps_predictions(
 
     restored = Classifier.load_from_checkpoint(path)
     assert restored.hparams == model.hparams
+    # The normalisation constants travel in the checkpoint.
+    assert restored.standardize.mean.item() == model.hparams["input_mean"]
+    assert "standardize.std" in torch.load(path, weights_only=True)["state_dict"]
     model.eval()
     restored.eval()
     with torch.no_grad():

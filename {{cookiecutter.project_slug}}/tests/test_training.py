@@ -28,7 +28,7 @@ def test_fast_dev_run_through_every_stage(
     assert predictions is not None
     assert len(predictions) == 1
     assert isinstance(predictions[0], torch.Tensor)
-    assert predictions[0].dtype == torch.int64
+    assert predictions[0].dtype == torch.float32  # class probabilities
 
 
 def train_briefly(

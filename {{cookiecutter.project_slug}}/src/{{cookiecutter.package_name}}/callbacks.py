@@ -205,11 +205,14 @@ class RunFolder(pl.Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Write ``predict``'s output as ``index,prediction`` rows to a CSV file.
+    """Write ``predict``'s output to ``predictions.csv``, one row per sample.
 
-    ``index`` is the sample's position in the prediction dataset. Under DDP
-    each process predicts a share of the samples and writes its own file,
-    ``predictions-rank<N>.csv``.
+    Columns: ``input`` (the sample's name: its row in the file it came from,
+    its image file's name, or its position in the test split), ``prediction``
+    (the most probable class) and ``probability_<class>`` for every class.
+    The DataModule names the samples (``predict_names``) and the classes
+    (``class_names``). Under DDP each process predicts a share of the samples
+    and writes its own file, ``predictions-rank<N>.csv``.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -220,7 +223,7 @@ class PredictionWriter(BasePredictionWriter):
         """
         super().__init__(write_interval="batch")
         self.run_dir = run_dir
-        self.rows: list[tuple[int, int]] = []
+        self.rows: list[tuple[int, list[float]]] = []
 
     @override
     def setup(
@@ -247,7 +250,7 @@ class PredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        """Collect the batch's predictions with their sample indices."""
+        """Collect the batch's class probabilities with their sample indices."""
         if batch_indices is not None:
             self.rows.extend(zip(batch_indices, prediction.tolist(), strict=True))
 
@@ -259,11 +262,24 @@ class PredictionWriter(BasePredictionWriter):
         name = PREDICTIONS
         if trainer.world_size > 1:
             name = f"predictions-rank{trainer.global_rank}.csv"
+        data = getattr(trainer, "datamodule", None)
+        names: list[str] = list(getattr(data, "predict_names", []))
+        classes = list(getattr(data, "class_names", []))
+        width = len(self.rows[0][1]) if self.rows else len(classes)
+        if len(classes) != width:
+            classes = [str(number) for number in range(width)]
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with (self.run_dir / name).open("w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
-            writer.writerow(["index", "prediction"])
-            writer.writerows(self.rows)
+            writer.writerow(
+                ["input", "prediction", *(f"probability_{c}" for c in classes)]
+            )
+            for index, probabilities in self.rows:
+                best = max(range(width), key=probabilities.__getitem__)
+                label = names[index] if index < len(names) else str(index)
+                writer.writerow(
+                    [label, classes[best], *(f"{p:.7g}" for p in probabilities)]
+                )
 
 
 def _scalars(metrics: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -41,7 +41,14 @@ COMMANDS: dict[str, Command] = {
     "validate": Command("train", "Score a trained checkpoint on the validation split."),
     "test": Command("train", "Score a trained checkpoint on the held-out test split."),
     "predict": Command(
-        "train", "Predict the classes of the test split with a trained checkpoint."
+        "train",
+        "Predict the test split, or a file (--data.predict_path), with a checkpoint.",
+    ),
+    "export": Command(
+        "export", "Export a run's model to ONNX, preprocessing inside, with its card."
+    ),
+    "serve": Command(
+        "serve", "Serve an exported model over HTTP with ONNX Runtime (no torch)."
     ),
 {%- if cookiecutter.hpo == "optuna" %}
     "tune": Command(

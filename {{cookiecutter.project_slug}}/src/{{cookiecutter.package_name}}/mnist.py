@@ -3,10 +3,16 @@
 torchvision downloads the 70,000 images (about 12 MB) into ``data_dir`` on
 first use. The official 10,000 test images are the test set; a fixed-seed
 random share of the 60,000 training images is held out for validation, so
-the split stays the same when the training seed changes. Pixels are
-standardised with the training images' well-known mean and standard
-deviation. The whole set lives in memory as tensors, so batches need no
-per-image transforms.
+the split stays the same when the training seed changes. The loaders yield
+raw pixel values 0..255; the model standardises them itself with the
+training images' well-known mean and standard deviation (``input_mean``,
+``input_std``, which the command line hands to the model), so a trained
+model takes raw inputs. The whole set lives in memory as tensors, so batches
+need no per-image transforms.
+
+``predict`` predicts the test set, or the samples of a file given as
+``predict_path`` (see the ``inputs`` module: ``.npy``, ``.csv`` or a folder of
+28x28 ``.png`` images).
 
 torchvision is imported only inside the methods that need it: importing this
 module (and the CLI) works even where torchvision is missing or broken.
@@ -17,19 +23,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
-MEAN, STD = 0.1307, 0.3081
-"""Pixel statistics of MNIST's training images, scaled to [0, 1]."""
+from .inputs import read_inputs
+
+MEAN, STD = 0.1307 * 255, 0.3081 * 255
+"""Pixel statistics of MNIST's training images (well known: 0.1307, 0.3081 of 255)."""
 
 
 class MNISTDataModule(pl.LightningDataModule):
     """Train, validation and test loaders over MNIST.
 
     Each sample is a ``(image, label)`` pair: a ``float32`` tensor of shape
-    ``(1, 28, 28)`` and an ``int64`` class index in ``0..9``.
+    ``(1, 28, 28)`` holding raw pixel values 0..255 and an ``int64`` class
+    index in ``0..9`` (``-1`` for the samples of a ``predict_path``).
     """
 
     input_shape = (1, 28, 28)
@@ -38,6 +49,19 @@ class MNISTDataModule(pl.LightningDataModule):
     """Inputs per sample once flattened (28 x 28 pixels)."""
     num_classes = 10
     """Distinct labels (the digits 0 to 9)."""
+    class_names = tuple(str(digit) for digit in range(10))
+    """The label of each class index."""
+    value_range = (0.0, 255.0)
+    """The lowest and highest raw pixel value."""
+    input_description = (
+        "784 pixel values 0..255 of a 28x28 grayscale digit, row by row, as"
+        " MNIST stores them (0 = background)"
+    )
+    """What one raw input is, in words (the exported model card repeats it)."""
+    input_mean = MEAN
+    """Mean of the raw training pixels (the model subtracts it)."""
+    input_std = STD
+    """Their standard deviation (the model divides by it)."""
 
     def __init__(
         self,
@@ -46,6 +70,7 @@ class MNISTDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         val_size: int = 5000,
         split_seed: int = 42,
+        predict_path: str | None = None,
     ) -> None:
         """Store the settings; the data is downloaded in ``prepare_data``.
 
@@ -57,6 +82,13 @@ class MNISTDataModule(pl.LightningDataModule):
                 fastest.
             val_size: Training images held out for validation.
             split_seed: Seed of the split alone (independent of training seeds).
+            predict_path: What ``predict`` predicts instead of the test set:
+                a ``.npy`` or ``.csv`` file of raw samples (784 values 0..255
+                each) or a folder of 28x28 ``.png`` images. Read and checked
+                here, so that a bad file stops the command before it starts.
+
+        Raises:
+            UsageError: ``predict_path`` is missing or holds no such samples.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -68,6 +100,14 @@ class MNISTDataModule(pl.LightningDataModule):
         self.train_set: TensorDataset | None = None
         self.val_set: TensorDataset | None = None
         self.test_set: TensorDataset | None = None
+        self.predict_set: TensorDataset | None = None
+        self.predict_inputs: npt.NDArray[np.float32] | None = None
+        # The name of each sample predict predicts: a row, a file, a test position.
+        self.predict_names: list[str] = []
+        if predict_path is not None:
+            self.predict_inputs, self.predict_names = read_inputs(
+                predict_path, self.input_shape, self.value_range, image_scale=1.0
+            )
         # Positions in MNIST's training images of each split: "train", "val".
         self.indices: dict[str, torch.Tensor] = {}
 
@@ -81,7 +121,7 @@ class MNISTDataModule(pl.LightningDataModule):
 
     @override
     def setup(self, stage: str | None = None) -> None:
-        """Load the downloaded images, split and standardise them.
+        """Load the downloaded images and split them.
 
         Args:
             stage: The Trainer's stage (``fit``, ``validate``, ...); all splits
@@ -101,6 +141,13 @@ class MNISTDataModule(pl.LightningDataModule):
         self.train_set = TensorDataset(images[train], labels[train])
         self.val_set = TensorDataset(images[val], labels[val])
         self.test_set = TensorDataset(*_tensors(test.data, test.targets))
+        if self.predict_inputs is not None:
+            inputs = torch.from_numpy(self.predict_inputs)
+            no_labels = torch.full((len(inputs),), -1, dtype=torch.int64)
+            self.predict_set = TensorDataset(inputs, no_labels)
+        else:
+            self.predict_set = self.test_set
+            self.predict_names = [str(position) for position in range(len(test))]
 
     @override
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
@@ -119,8 +166,8 @@ class MNISTDataModule(pl.LightningDataModule):
 
     @override
     def predict_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
-        """The test set again, in a fixed order, for ``predict``."""
-        return self._loader(self.test_set)
+        """The ``predict_path`` samples, or else the test set, in a fixed order."""
+        return self._loader(self.predict_set)
 
     def _loader(
         self, dataset: TensorDataset | None, *, shuffle: bool = False
@@ -139,6 +186,5 @@ class MNISTDataModule(pl.LightningDataModule):
 def _tensors(
     images: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Standardised ``float32`` images with a channel axis, ``int64`` labels."""
-    pixels = images.unsqueeze(1).to(torch.float32) / 255
-    return (pixels - MEAN) / STD, labels.to(torch.int64)
+    """Raw ``float32`` images (0..255) with a channel axis, ``int64`` labels."""
+    return images.unsqueeze(1).to(torch.float32), labels.to(torch.int64)

@@ -3,12 +3,44 @@
 Following Lightning's own style, the network is kept apart from the "system"
 (``system.Classifier``) that trains it: swap ``MLP`` for another
 ``nn.Module`` (a CNN, say) and the training code stays as it is.
+``Standardize`` is the preprocessing that the model carries with it, so that
+it takes raw inputs wherever it goes (a checkpoint, an ONNX file).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from typing_extensions import override
+
+
+class Standardize(nn.Module):
+    """Shift and scale raw inputs: ``(x - mean) / std``, constants kept as buffers.
+
+    Buffers are saved in the state dict (so in every checkpoint) and become
+    constants of an exported graph: the normalisation travels with the model.
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
+        """Keep the statistics.
+
+        Args:
+            mean: Mean of the raw training inputs.
+            std: Their standard deviation (positive).
+        """
+        super().__init__()
+        if not std > 0:
+            raise ValueError(f"std must be positive, got {std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
+
+    @override
+    def forward(self, x: Tensor) -> Tensor:
+        """The standardised inputs, shaped like ``x``."""
+        return (x - self.mean) / self.std
 
 
 class MLP(nn.Module):

@@ -43,6 +43,12 @@ BEST_CHECKPOINT = "checkpoints/best.ckpt"
 """The checkpoint with the best monitored value."""
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 """The checkpoint of the last epoch, which ``--resume`` continues from."""
+EXPORT = "export"
+"""Where ``export`` writes a run's model by default (``RUN/export``)."""
+ONNX_MODEL = "model.onnx"
+"""The exported model in an export folder: raw inputs in, class probabilities out."""
+MODEL_CARD = "model.json"
+"""The model card beside it: inputs, classes, metrics, source, versions."""
 
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 """A run's ``status`` in its manifest: ``running`` until it ends in another one."""

@@ -15,7 +15,7 @@ from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
-from .model import MLP
+from .model import MLP, Standardize
 
 Batch = tuple[Tensor, Tensor]
 """A batch of ``(inputs, targets)``: inputs of any shape, integer class targets."""
@@ -25,8 +25,10 @@ class Classifier(pl.LightningModule):
     """Trains ``MLP`` with cross-entropy and Adam, and reports accuracy.
 
     Logs ``train_loss``/``train_acc`` per epoch, ``val_loss``/``val_acc`` and
-    ``test_loss``/``test_acc``. All arguments are saved as hyperparameters, so
-    ``Classifier.load_from_checkpoint(path)`` rebuilds the same model.
+    ``test_loss``/``test_acc``. It takes raw inputs, as the data source gives
+    them, and standardises them itself (``model.Standardize``). All arguments
+    are saved as hyperparameters, so ``Classifier.load_from_checkpoint(path)``
+    rebuilds the same model, raw inputs included.
 
     Each step adds its batch to torchmetrics objects (a running mean of the
     loss, the accuracy's counts) and logs those objects on the epoch's first
@@ -44,6 +46,8 @@ class Classifier(pl.LightningModule):
         dropout: float = 0.0,
         lr: float = 0.02,
         weight_decay: float = 0.0,
+        input_mean: float = 0.0,
+        input_std: float = 1.0,
         compile: bool = False,
     ) -> None:
         """Build the network and the metrics.
@@ -56,6 +60,9 @@ class Classifier(pl.LightningModule):
             dropout: Dropout probability of the hidden layer.
             lr: Adam's learning rate.
             weight_decay: Adam's L2 penalty.
+            input_mean: Mean of the raw training inputs, subtracted first. The
+                command line takes it from the DataModule's training split.
+            input_std: Their standard deviation, divided by next (likewise).
             compile: Compile the network with ``torch.compile`` (the
                 ``nn.Module`` in place, so checkpoints keep their keys).
         """
@@ -63,6 +70,7 @@ class Classifier(pl.LightningModule):
         self.save_hyperparameters()
         self.lr = lr
         self.weight_decay = weight_decay
+        self.standardize = Standardize(input_mean, input_std)
         self.net = MLP(in_features, hidden_size, num_classes, dropout)
         if compile:
             self.net.compile()
@@ -79,8 +87,8 @@ class Classifier(pl.LightningModule):
 
     @override
     def forward(self, x: Tensor) -> Tensor:
-        """Class scores (logits) for a batch of inputs."""
-        logits: Tensor = self.net(x)
+        """Class scores (logits) for a batch of raw inputs."""
+        logits: Tensor = self.net(self.standardize(x))
         return logits
 
     @override
@@ -126,10 +134,13 @@ class Classifier(pl.LightningModule):
 
     @override
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        """Predicted class of every input in the batch (targets are ignored)."""
+        """Class probabilities, ``(batch, num_classes)``, of each input (no targets).
+
+        The predicted class is the most probable one (``argmax(dim=1)``).
+        """
         x, _ = batch
-        prediction: Tensor = self(x).argmax(dim=1)
-        return prediction
+        probabilities: Tensor = F.softmax(self(x), dim=1)
+        return probabilities
 
     @override
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -190,6 +190,13 @@ class CLI(LightningCLI):
         parser.link_arguments(
             "data.num_classes", "model.num_classes", apply_on="instantiate"
         )
+        # The model standardises raw inputs with the training data's statistics.
+        parser.link_arguments(
+            "data.input_mean", "model.input_mean", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.input_std", "model.input_std", apply_on="instantiate"
+        )
 
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:

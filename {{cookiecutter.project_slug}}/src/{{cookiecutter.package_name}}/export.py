@@ -1,0 +1,297 @@
+"""``export RUN``: a run's checkpoint as an ONNX model and its model card.
+
+The export folder (``RUN/export`` unless ``--output`` says otherwise) holds:
+
+- ``model.onnx``: the model with its preprocessing inside the graph. It takes
+  raw inputs exactly as the data source gives them (input ``pixels``,
+  ``float32``, any batch size) and answers ``logits`` and ``probabilities``.
+  PyTorch's ONNX exporter (``torch.onnx.export(..., dynamo=True)``, which
+  needs ``onnxscript``) writes it.
+- ``model.json``: the model card: the input's name, shape, dtype and what
+  the raw values are, the class labels, the run's metrics at the exported
+  checkpoint, the checkpoint and its SHA-256, library versions and the
+  opset.
+
+``serve`` serves such a folder with ONNX Runtime alone, without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import platform
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+{%- if cookiecutter.python_version in ["3.10", "3.11"] %}
+from typing import Any
+{%- else %}
+from typing import Any, override
+{%- endif %}
+
+import torch
+from torch import Tensor, nn
+{%- if cookiecutter.python_version in ["3.10", "3.11"] %}
+from typing_extensions import override
+{%- endif %}
+
+from .cli import PROGRAM
+{%- if cookiecutter.dataset == "digits" %}
+from .data import DigitsDataModule as DataModule
+{%- endif %}
+from .errors import UsageError
+{%- if cookiecutter.dataset == "mnist" %}
+from .mnist import MNISTDataModule as DataModule
+{%- endif %}
+from .run import EXPORT, MODEL_CARD, ONNX_MODEL, file_sha256, open_run
+from .summary import Summary
+from .system import Classifier
+
+INPUT_NAME = "pixels"
+"""The exported graph's input."""
+OUTPUT_NAMES = ("logits", "probabilities")
+"""The exported graph's outputs, each of shape ``(batch, classes)``."""
+CARD_FORMAT = 1
+"""The model card's format version (``model.json``'s ``format``)."""
+
+# Distributions whose versions the card records.
+_VERSIONED = ("torch", "lightning", "onnx", "onnxscript", "numpy")
+
+
+class Exported(nn.Module):
+    """The trained system as exported: raw inputs in, logits and probabilities out."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        """Wrap ``classifier``, which standardises raw inputs itself.
+
+        Args:
+            classifier: The trained model, in eval mode.
+        """
+        super().__init__()
+        self.classifier = classifier
+
+    @override
+    def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits and class probabilities of a batch of raw inputs."""
+        logits: Tensor = self.classifier(pixels)
+        return logits, torch.softmax(logits, dim=1)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export`` wrote."""
+
+    folder: Path
+    """The export folder."""
+    card: dict[str, Any]
+    """The model card, as written to ``model.json``."""
+    seconds: float
+    """Wall time of the export."""
+
+    @property
+    def model(self) -> Path:
+        """``model.onnx``."""
+        return self.folder / ONNX_MODEL
+
+
+def export_run(
+    run_dir: Path | str, ckpt: str = "best", output: Path | str | None = None
+) -> ExportResult:
+    """Export a run's checkpoint to ``model.onnx`` and ``model.json``.
+
+    Args:
+        run_dir: The run folder.
+        ckpt: ``best``, ``last`` or the path of a checkpoint.
+        output: The export folder (``RUN/export`` by default).
+
+    Returns:
+        Where the files are and the card.
+
+    Raises:
+        UsageError: ``run_dir`` is not a run, the checkpoint is missing or
+            not one of this project's model. Nothing is left behind then.
+    """
+    started = time.monotonic()
+    run = open_run(run_dir)
+    checkpoint = run.checkpoint(ckpt)
+    folder = Path(output) if output is not None else run.path / EXPORT
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--output {folder}: exists and is not a folder")
+    classifier, saved = _load(checkpoint)
+    created = not folder.exists()
+    written: list[Path] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        opset = _write_onnx(classifier, folder / ONNX_MODEL)
+        written.append(folder / ONNX_MODEL)
+        card = _card(run.path, run.metrics(), checkpoint, saved, classifier, opset)
+        card["model"]["sha256"] = file_sha256(folder / ONNX_MODEL)
+        card_path = folder / MODEL_CARD
+        written.append(card_path)
+        card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            for path in written:
+                path.unlink(missing_ok=True)
+        raise
+    return ExportResult(folder, card, time.monotonic() - started)
+
+
+def _load(checkpoint: Path) -> tuple[Classifier, dict[str, Any]]:
+    """The model in eval mode, and the checkpoint's own entries (epoch, step)."""
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        classifier = Classifier.load_from_checkpoint(checkpoint, map_location="cpu")
+    except Exception as error:  # unpickling, missing keys, a truncated file
+        raise UsageError(
+            f"{checkpoint}: not a checkpoint of this project's model"
+            f" ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        ) from None
+    return classifier.eval(), saved
+
+
+def _write_onnx(classifier: Classifier, path: Path) -> int:
+    """Export with a dynamic batch dimension; returns the default domain's opset."""
+    example = torch.zeros(2, *DataModule.input_shape)
+    batch = torch.export.Dim("batch")
+    # The exporter reports its progress (and torchvision's absence) through
+    # logging and warnings; neither concerns the user here.
+    quiet = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in quiet]
+    try:
+        for logger in quiet:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                Exported(classifier),
+                (example,),
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_shapes={INPUT_NAME: {0: batch}},
+                verbose=False,
+            )
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    if program is None:  # only without dynamo; kept for the type checker
+        raise RuntimeError("torch.onnx.export returned no program")
+    program.save(str(path))
+    opsets = {entry.domain: entry.version for entry in program.model_proto.opset_import}
+    return int(opsets.get("", 0))
+
+
+def _card(
+    run_dir: Path,
+    metrics: list[dict[str, float | int]],
+    checkpoint: Path,
+    saved: dict[str, Any],
+    classifier: Classifier,
+    opset: int,
+) -> dict[str, Any]:
+    """The model card: everything a user of ``model.onnx`` needs to know."""
+    shape = list(DataModule.input_shape)
+    classes = list(DataModule.class_names)
+    epoch = saved.get("epoch")
+    at_epoch = [row for row in metrics if row.get("epoch") == epoch]
+    chosen = at_epoch[-1] if at_epoch else (metrics[-1] if metrics else {})
+    low, high = DataModule.value_range
+    return {
+        "format": CARD_FORMAT,
+        "project": PROGRAM,
+        "exported": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "model": {"file": ONNX_MODEL, "sha256": None, "opset": opset},
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", *shape],
+            "dtype": "float32",
+            "values_per_sample": math.prod(shape),
+            "range": [low, high],
+            "description": DataModule.input_description,
+            "preprocessing": (
+                "inside the graph: (x - mean) / std with the training split's"
+                " statistics"
+            ),
+            "mean": float(classifier.standardize.mean),
+            "std": float(classifier.standardize.std),
+        },
+        "outputs": [
+            {"name": name, "shape": ["batch", len(classes)], "dtype": "float32"}
+            for name in OUTPUT_NAMES
+        ],
+        "classes": classes,
+        "metrics": dict(chosen),
+        "source": {
+            "run": run_dir.as_posix(),
+            "checkpoint": checkpoint.as_posix(),
+            "checkpoint_sha256": file_sha256(checkpoint),
+            "epoch": epoch,
+            "global_step": saved.get("global_step"),
+            "hyperparameters": dict(classifier.hparams),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            **{name: _version(name) for name in _VERSIONED},
+        },
+    }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def main(args: list[str]) -> None:
+    """Run ``export`` on the command's words (its name first).
+
+    Args:
+        args: e.g. ``["export", "runs/20260101-120000Z_fit", "--ckpt", "last"]``.
+    """
+    parser = argparse.ArgumentParser(
+        prog=f"{PROGRAM} {args[0]}",
+        description=(
+            "Export a run's checkpoint as model.onnx (raw inputs in, class"
+            " probabilities out; the preprocessing is inside) and model.json"
+            " (its model card), ready for `serve`."
+        ),
+    )
+    parser.add_argument("run", metavar="RUN", help="The run folder of a fit.")
+    parser.add_argument(
+        "--ckpt",
+        default="best",
+        help="best (default), last, or the path of a checkpoint.",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="DIR",
+        default=None,
+        help=f"The export folder (default: RUN/{EXPORT}).",
+    )
+    options = parser.parse_args(args[1:])
+    result = export_run(options.run, options.ckpt, options.output)
+    card = result.card
+    size_kib = result.model.stat().st_size / 1024
+    summary = Summary(
+        f"export complete: {ONNX_MODEL} ({size_kib:.0f} KiB, opset"
+        f" {card['model']['opset']}) in {result.seconds:.1f} s"
+    )
+    summary.add("folder", result.folder)
+    summary.add("checkpoint", card["source"]["checkpoint"])
+    for key in ("val_acc", "val_loss"):
+        if key in card["metrics"]:
+            summary.add(key, f"{card['metrics'][key]:.4f}")
+    shape = ", ".join(map(str, card["input"]["shape"]))
+    summary.add("input", f"{card['input']['name']} ({shape}) float32, raw values")
+    summary.suggest(PROGRAM, "serve", result.folder)
+    summary.print()
