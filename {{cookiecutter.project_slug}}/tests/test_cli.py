@@ -68,6 +68,9 @@ def test_fit_writes_the_run_folder(smoke_run: Path) -> None:
     assert {"git", "poetry_lock_sha256"} <= manifest.keys()
     assert manifest["trainer"]["deterministic"] is True
     assert manifest["trainer"]["world_size"] == 1
+    assert manifest["status"] == "complete"
+    assert manifest["duration_s"] > 0
+    assert manifest["finished"] >= manifest["started"]
 
     rows = read_metrics(smoke_run)
     assert [row["epoch"] for row in rows] == ["0", "1"]
@@ -182,7 +185,37 @@ def test_python_dash_m_runs_the_cli(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["{{ cookiecutter.package_name }}", "--help"])
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module("{{ cookiecutter.package_name }}", run_name="__main__")
-    assert exit_info.value.code == 0
+    runpy.run_module("{{ cookiecutter.package_name }}", run_name="__main__")
     assert "fit" in capsys.readouterr().out
+
+
+def test_an_unknown_command_is_one_line_and_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fitt"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "unknown command 'fitt'" in err
+    assert "fit" in err
+
+
+def test_no_command_prints_the_commands_and_fails(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+    assert "commands:" in capsys.readouterr().err
+
+
+def test_a_usage_error_shows_its_traceback_when_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import TRACEBACK_VARIABLE
+    from {{ cookiecutter.package_name }}.errors import UsageError
+
+    monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
+    with pytest.raises(UsageError, match="unknown command"):
+        main(["fitt"])

@@ -1,6 +1,8 @@
 """Model, data and training code of this project.
 
 {{ cookiecutter.project_name | docstring_text(width=88) }}
+
+{{ cookiecutter.description | docstring_text(width=88) }}
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from typing_extensions import override
 
 from .plots import plot_learning_curves
-
-CONFIG = "config.yaml"
-MANIFEST = "manifest.json"
-METRICS = "metrics.csv"
-PLOT = "learning_curves.png"
-PREDICTIONS = "predictions.csv"
-
-Row = dict[str, float | int]
+from .run import CONFIG, MANIFEST, METRICS, PLOT, PREDICTIONS, Row, read_metrics
 
 
 class RunFolder(pl.Callback):
@@ -35,8 +31,10 @@ class RunFolder(pl.Callback):
     In the run folder:
 
     - ``config.yaml``: the resolved config, ready for ``--config``.
-    - ``manifest.json``: what produced the run (see the ``run`` module) and how
-      the Trainer ran it; a resumed run keeps earlier sessions under
+    - ``manifest.json``: what produced the run (see the ``run`` module), how
+      the Trainer ran it and how it ended (``status``: ``running`` until it is
+      ``complete``, ``failed``, ``interrupted`` or ``pruned``; ``finished``,
+      ``duration_s``); a resumed run keeps earlier sessions under
       ``previous_sessions``.
     - ``metrics.csv``: one row per epoch while fitting (a single row of final
       metrics for ``validate`` and ``test``), rewritten as rows arrive.
@@ -56,7 +54,10 @@ class RunFolder(pl.Callback):
         self.manifest = manifest
         self.rows: list[Row] = []
         self._validated_this_epoch = False
+        self._written: dict[str, Any] = {}  # the manifest as last written
+        self._started = time.monotonic()
 
+    @override
     def setup(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> None:
@@ -68,20 +69,23 @@ class RunFolder(pl.Callback):
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / CONFIG).write_text(self.config, encoding="utf-8")
         self._write_manifest(trainer)
-        self.rows = self._read_metrics() if stage == "fit" else []
+        self.rows = read_metrics(self.run_dir / METRICS) if stage == "fit" else []
 
+    @override
     def on_train_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
         """After a resume, keep the rows of the epochs the checkpoint had done."""
         self.rows = [row for row in self.rows if row["epoch"] < trainer.current_epoch]
 
+    @override
     def on_validation_epoch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
         """Note that this epoch has fresh validation metrics."""
         self._validated_this_epoch = not trainer.sanity_checking
 
+    @override
     def on_train_epoch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
@@ -95,11 +99,13 @@ class RunFolder(pl.Callback):
             self.rows.append(row | metrics)
             self._write_metrics()
 
+    @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Plot the learning curves."""
-        if trainer.is_global_zero and self.rows:
-            plot_learning_curves(self.rows, self.run_dir / PLOT)
+        """Plot the learning curves; the run is complete."""
+        self._plot(trainer)
+        self._finish(trainer, "complete")
 
+    @override
     def on_validation_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
@@ -107,23 +113,65 @@ class RunFolder(pl.Callback):
         if trainer.state.fn == "validate":
             self._write_final_metrics(trainer)
 
+    @override
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """For ``test``, write the final metrics."""
         self._write_final_metrics(trainer)
 
+    @override
+    def on_predict_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """For ``predict``, the run is complete."""
+        self._finish(trainer, "complete")
+
+    @override
     def on_exception(
         self,
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
         exception: BaseException,
     ) -> None:
-        """An interrupted fit (Ctrl+C included) still leaves its curves behind."""
-        self.on_fit_end(trainer, pl_module)
+        """A failed or interrupted run still leaves its curves and says how it ended.
+
+        Ctrl+C makes the run ``interrupted``; Optuna's ``TrialPruned`` (raised
+        by its pruning callback) makes it ``pruned``; anything else ``failed``.
+        """
+        self._plot(trainer)
+        if isinstance(exception, KeyboardInterrupt):
+            status = "interrupted"
+        elif type(exception).__name__ == "TrialPruned":
+            status = "pruned"
+        else:
+            status = "failed"
+        self._finish(trainer, status, error=f"{type(exception).__name__}: {exception}")
+
+    def _plot(self, trainer: pl.Trainer) -> None:
+        if trainer.is_global_zero and self.rows:
+            plot_learning_curves(self.rows, self.run_dir / PLOT)
+
+    def _finish(
+        self, trainer: pl.Trainer, status: str, error: str | None = None
+    ) -> None:
+        """Record in the manifest how and when the run ended (rank zero)."""
+        if not trainer.is_global_zero or not self._written:
+            return
+        self._written |= {
+            "status": status,
+            "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "duration_s": round(time.monotonic() - self._started, 3),
+        }
+        if error is not None:
+            self._written["error"] = error
+        path = self.run_dir / MANIFEST
+        path.write_text(json.dumps(self._written, indent=2) + "\n", encoding="utf-8")
 
     def _write_final_metrics(self, trainer: pl.Trainer) -> None:
         if trainer.is_global_zero:
             self.rows = [_scalars(trainer.callback_metrics)]
             self._write_metrics()
+            if trainer.state.fn in ("validate", "test"):
+                self._finish(trainer, "complete")
 
     def _write_manifest(self, trainer: pl.Trainer) -> None:
         manifest = {
@@ -145,16 +193,8 @@ class RunFolder(pl.Callback):
             sessions = earlier.pop("previous_sessions", [])
             manifest["previous_sessions"] = [*sessions, earlier]
         path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-
-    def _read_metrics(self) -> list[Row]:
-        path = self.run_dir / METRICS
-        if not path.exists():
-            return []
-        with path.open(newline="", encoding="utf-8") as file:
-            return [
-                {key: _number(value) for key, value in row.items() if value != ""}
-                for row in csv.DictReader(file)
-            ]
+        self._written = manifest
+        self._started = time.monotonic()
 
     def _write_metrics(self) -> None:
         columns = list(dict.fromkeys(key for row in self.rows for key in row))
@@ -182,18 +222,21 @@ class PredictionWriter(BasePredictionWriter):
         self.run_dir = run_dir
         self.rows: list[tuple[int, int]] = []
 
+    @override
     def setup(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> None:
         """Agree with every process on rank zero's run folder."""
         self.run_dir = Path(trainer.strategy.broadcast(str(self.run_dir)))
 
+    @override
     def on_predict_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
         """Start with no rows."""
         self.rows = []
 
+    @override
     def write_on_batch_end(
         self,
         trainer: pl.Trainer,
@@ -208,6 +251,7 @@ class PredictionWriter(BasePredictionWriter):
         if batch_indices is not None:
             self.rows.extend(zip(batch_indices, prediction.tolist(), strict=True))
 
+    @override
     def on_predict_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
@@ -227,9 +271,3 @@ def _scalars(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     return {
         key: metrics[key].item() for key in sorted(metrics) if metrics[key].numel() == 1
     }
-
-
-def _number(text: str) -> float | int:
-    """A CSV cell back as a number: ``"3"`` as 3, ``"0.5"`` as 0.5."""
-    number = float(text)
-    return int(number) if number.is_integer() and "." not in text else number

@@ -1,256 +1,103 @@
-"""The command line: ``fit``, ``validate``, ``test`` and ``predict`` via LightningCLI.
+"""The project's command line: one subcommand per capability.
 
-Every option of the model, the data, the Trainer and the checkpointing can be
-set in YAML (``--config configs/default.yaml``) or on the command line
-(``--model.lr 0.01``); ``--print_config`` shows the result. On top of
-LightningCLI this adds:
+This module only wires subcommands to the modules that implement them, and
+imports none of them until one is chosen: ``--help`` answers at once, and
+``serve`` never loads torch. Each implementing module has a ``main(args)``
+taking the command's words, its name first.
 
-- a run folder per command (``--run.root``, ``--run.name``), holding the
-  resolved config, a manifest, metrics, plots and checkpoints. Any string in
-  the config may say ``{run_dir}`` (or ``{run_name}``) to point into it;
-- ``fit --resume RUN``, which continues RUN from its last checkpoint;
-- reproducible defaults: a fixed seed and deterministic algorithms.
-
-See ``docs/training.md`` for a walk-through.
+A :class:`~.errors.UsageError` from any command (a bad option, a missing
+file, a folder that is not a run) is printed as one line and ends the
+process with status 2. Set the environment variable named by
+:data:`TRACEBACK_VARIABLE` to ``1`` to see the full traceback instead.
 """
 
 from __future__ import annotations
 
-import logging
+import importlib
 import os
 import sys
-import warnings
-from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
-import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from .errors import USAGE_EXIT_STATUS, UsageError
 
-from .callbacks import CONFIG, PredictionWriter, RunFolder
-{%- if cookiecutter.dataset == "digits" %}
-from .data import DigitsDataModule as DataModule
-{%- else %}
-from .mnist import MNISTDataModule as DataModule
+PROGRAM = "{{ cookiecutter.project_slug }}"
+"""The console script's name, as usage lines and messages show it."""
+
+TRACEBACK_VARIABLE = "{{ cookiecutter.package_name | upper }}_TRACEBACK"
+"""Environment variable: ``1`` shows a usage error's full traceback (for debugging)."""
+
+
+class Command(NamedTuple):
+    """A subcommand: the module implementing it and one sentence for ``--help``."""
+
+    module: str
+    summary: str
+
+
+COMMANDS: dict[str, Command] = {
+    "fit": Command(
+        "train", "Train the model; its run folder keeps config, metrics, checkpoints."
+    ),
+    "validate": Command("train", "Score a trained checkpoint on the validation split."),
+    "test": Command("train", "Score a trained checkpoint on the held-out test split."),
+    "predict": Command(
+        "train", "Predict the classes of the test split with a trained checkpoint."
+    ),
+{%- if cookiecutter.hpo == "optuna" %}
+    "tune": Command(
+        "tune", "Search hyperparameters with Optuna; every trial is a run folder."
+    ),
 {%- endif %}
-from .run import (
-    RUN_DIR,
-{%- if cookiecutter.logger in ["mlflow", "wandb"] %}
-    RUN_NAME,
-{%- endif %}
-    build_manifest,
-    command_line,
-    fill_placeholders,
-    new_run_dir,
-)
-from .system import Classifier
-
-SEED = 42
-"""The default seed: every run is reproducible unless told otherwise."""
-
-LAST_CHECKPOINT = "checkpoints/last.ckpt"
-"""Where a run folder keeps the checkpoint that ``--resume`` continues from."""
-
-LOGGER: dict[str, Any] = {
-{%- if cookiecutter.logger == "csv" %}
-    # CSV files in <run>/logs/version_<N>, one version per (resumed) session.
-    "class_path": "lightning.pytorch.loggers.CSVLogger",
-    "init_args": {"save_dir": RUN_DIR, "name": "logs"},
-{%- elif cookiecutter.logger == "tensorboard" %}
-    # Event files in <run>/tensorboard; `tensorboard --logdir runs` shows all runs.
-    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-    "init_args": {
-        "save_dir": RUN_DIR,
-        "name": "tensorboard",
-        "version": "",
-        "default_hp_metric": False,
-    },
-{%- elif cookiecutter.logger == "mlflow" %}
-    # One local store for all runs, ./mlruns ($MLFLOW_TRACKING_URI wins when
-    # set); each run is named after its run folder. `mlflow ui` shows them.
-    "class_path": "lightning.pytorch.loggers.MLFlowLogger",
-    "init_args": {
-        "experiment_name": "{{ cookiecutter.project_slug }}",
-        "run_name": RUN_NAME,
-        "save_dir": "./mlruns",
-    },
-{%- elif cookiecutter.logger == "wandb" %}
-    # Weights & Biases files in <run>/wandb; offline unless WANDB_API_KEY is
-    # set (see main()); `wandb sync` uploads an offline run later.
-    "class_path": "lightning.pytorch.loggers.WandbLogger",
-    "init_args": {
-        "project": "{{ cookiecutter.project_slug }}",
-        "name": RUN_NAME,
-        "save_dir": RUN_DIR,
-    },
-{%- endif %}
+    "runs": Command("runs", "Compare run folders: status, metrics, what differs."),
 }
-"""The experiment logger (``trainer.logger``), writing into the run folder."""
+"""Every subcommand, in the order ``--help`` lists them."""
 
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "deterministic": True,
-    "log_every_n_steps": 10,
-    "default_root_dir": RUN_DIR,
-    "logger": LOGGER,
-}
-"""Trainer options that differ from Lightning's own defaults."""
-
-TUNED_DEFAULTS: dict[str, Any] = {
-{%- if cookiecutter.dataset == "digits" %}
-    "trainer.max_epochs": 20,  # about 0.97 validation accuracy, in a second or two
-{%- else %}
-    "trainer.max_epochs": 5,
-    "model.hidden_size": 128,
-    "model.lr": 0.001,
-{%- endif %}
-}
-"""Settings tuned for the dataset (configs/default.yaml shows the same)."""
-
-CHECKPOINT_DEFAULTS: dict[str, Any] = {
-    "dirpath": f"{RUN_DIR}/checkpoints",
-    "filename": "best",
-    "monitor": "val_loss",
-    "mode": "min",
-    "save_last": True,
-    "enable_version_counter": False,  # resuming overwrites, never adds last-v1.ckpt
-}
-"""``checkpoint.*``: keep ``best.ckpt`` (lowest ``val_loss``) and ``last.ckpt``."""
+GUIDE = "docs/training.md"
+"""The walk-through that ``--help`` points to."""
 
 
-class CLI(LightningCLI):
-    """LightningCLI for ``Classifier`` on the project's DataModule."""
+def usage() -> str:
+    """The text of ``--help``: the project, its commands, and where to read on."""
+    from . import __doc__ as package_doc
+    from . import __version__
 
-    def __init__(self, args: list[str] | None = None) -> None:
-        """Parse ``args``, build the model, data and Trainer, and run.
+    # The package docstring: a first line, then the project's name and description.
+    about = [" ".join(part.split()) for part in (package_doc or "").split("\n\n")[1:]]
+    width = max(len(name) for name in COMMANDS) + 2
+    lines = [
+        f"usage: {PROGRAM} COMMAND [OPTIONS]",
+        "",
+        f"{': '.join(part for part in about if part)} (version {__version__})",
+        "",
+        "commands:",
+        *(f"  {name:<{width}}{command.summary}" for name, command in COMMANDS.items()),
+        "",
+        f"`{PROGRAM} COMMAND --help` lists the options of a command; {GUIDE}",
+        "walks through training, evaluating and comparing runs.",
+    ]
+    return "\n".join(lines)
 
-        Args:
-            args: Command-line words (``["fit", "--trainer.max_epochs", "5"]``);
-                ``None`` reads ``sys.argv``.
-        """
-        self.command = command_line(args)
-        super().__init__(
-            Classifier,
-            DataModule,
-            args=args,
-            seed_everything_default=SEED,
-            trainer_defaults=TRAINER_DEFAULTS,
-            save_config_callback=None,  # RunFolder saves it, in the run folder
-            auto_configure_optimizers=False,  # the model configures its optimiser
+
+def run_command(words: list[str]) -> None:
+    """Run the subcommand that ``words`` start with (``--help`` when none)."""
+    if not words or words[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if words else sys.stderr)
+        if not words:
+            raise SystemExit(USAGE_EXIT_STATUS)
+        return
+    if words[0] == "--version":
+        from . import __version__
+
+        print(f"{PROGRAM} {__version__}")
+        return
+    command = COMMANDS.get(words[0])
+    if command is None:
+        raise UsageError(
+            f"unknown command {words[0]!r}; choose one of {', '.join(COMMANDS)}"
+            f" (`{PROGRAM} --help` says what each does)"
         )
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Add the run folder, resume and checkpoint options; link data to model."""
-        parser.add_argument(
-            "--run.root", type=str, default="runs", help="Folder of all run folders."
-        )
-        parser.add_argument(
-            "--run.name", type=str, default="", help="Label for the run folder's name."
-        )
-        parser.add_argument(
-            "--resume",
-            type=str | None,
-            default=None,
-            help=(
-                "fit only: continue the run in this run folder from its last"
-                " checkpoint, with its config (later options override it)."
-            ),
-        )
-        parser.add_argument(
-            "--torch_threads",
-            type=int | None,
-            default=1,
-            help=(
-                "CPU threads for PyTorch's operations (null: one per core). One is"
-                " fastest for small networks; results are bit-identical only for"
-                " the same number."
-            ),
-        )
-        parser.set_defaults(TUNED_DEFAULTS)
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()}
-        )
-        # The data decides the model's input and output sizes.
-        parser.link_arguments(
-            "data.num_features", "model.in_features", apply_on="instantiate"
-        )
-        parser.link_arguments(
-            "data.num_classes", "model.num_classes", apply_on="instantiate"
-        )
-
-    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, first spelling ``--resume RUN`` out into the options it stands for."""
-        words = sys.argv[1:] if args is None else list(args)
-        self.config = parser.parse_args(_expand_resume(words, parser))
-
-    def before_instantiate_classes(self) -> None:
-        """Choose the run folder, save its config and attach the run callbacks."""
-        subcommand = str(self.subcommand)
-        config = self.config[subcommand]
-        if config.torch_threads:
-            torch.set_num_threads(config.torch_threads)
-        if config.resume and subcommand != "fit":
-            self.parser.error(
-                f"--resume continues training: use it with fit, not {subcommand}."
-                f" To evaluate a run: {subcommand} --config RUN/{CONFIG}"
-                f" --ckpt_path RUN/{LAST_CHECKPOINT}"
-            )
-        run_dir = (
-            Path(config.resume)
-            if config.resume
-            else new_run_dir(Path(config.run.root), subcommand, config.run.name)
-        )
-        # The saved config keeps its placeholders (and no resume pointers), so
-        # `--config RUN/config.yaml` starts a fresh run and `--resume RUN` continues.
-        saved = config.clone()
-        if config.resume:
-            saved.resume = saved.ckpt_path = None
-        config_yaml = self._parser(subcommand).dump(saved, skip_unset=False)
-        fill_placeholders(config, run_dir)
-        if subcommand != "fit":  # evaluating needs no checkpoint state restored
-            warnings.filterwarnings("ignore", ".*The dirpath has changed from")
-        if config.trainer.fast_dev_run:  # a smoke test leaves no run folder behind
-            config.checkpoint.save_last = False  # Lightning would still write it
-            return
-        seed = config.seed_everything  # an int by now, or False for no seeding
-        manifest = build_manifest(
-            subcommand=subcommand,
-            command=self.command,
-            seed=None if seed is False else seed,
-            run_dir=run_dir,
-        )
-        manifest["ckpt_path"] = config.get("ckpt_path")
-        callbacks: list[Any] = [RunFolder(run_dir, config_yaml, manifest)]
-        if subcommand == "predict":
-            callbacks.append(PredictionWriter(run_dir))
-        # LightningCLI adds the callbacks of trainer_defaults to every Trainer.
-        self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
-
-
-def _expand_resume(words: list[str], parser: LightningArgumentParser) -> list[str]:
-    """Replace ``--resume RUN`` by RUN's config, its last checkpoint and RUN.
-
-    Options after ``--resume`` still override the run's config, for instance
-    ``fit --resume runs/X --trainer.max_epochs 40`` trains X for longer.
-    """
-    expanded: list[str] = []
-    remaining = iter(words)
-    for word in remaining:
-        if word != "--resume" and not word.startswith("--resume="):
-            expanded.append(word)
-            continue
-        run = Path(word.partition("=")[2] or next(remaining, ""))
-        for needed in (run / CONFIG, run / LAST_CHECKPOINT):
-            if not needed.is_file():
-                parser.error(f"--resume {run}: {needed} not found; is it a run folder?")
-        expanded += ["--config", str(run / CONFIG)]
-        expanded += ["--ckpt_path", str(run / LAST_CHECKPOINT), "--resume", str(run)]
-    return expanded
-
-
-def _hide_lightning_tips(record: logging.LogRecord) -> bool:
-    """Logging filter that drops Lightning's advertising tips."""
-    return not record.getMessage().startswith("💡")
+    module = importlib.import_module(f".{command.module}", __package__)
+    module.main(words)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -258,39 +105,18 @@ def main(args: list[str] | None = None) -> None:
 
     Args:
         args: Command-line words, e.g. ``["fit", "--config", "configs/default.yaml"]``.
+
+    Raises:
+        SystemExit: With status 2 after a usage error (and as each command exits).
     """
-    # cuBLAS needs this for deterministic GPU results (harmless elsewhere).
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-{%- if cookiecutter.logger == "mlflow" %}
-    # MLflow 3 refuses its file store (./mlruns) unless allowed; it still works
-    # fine for one user. Set MLFLOW_TRACKING_URI to use a server or database.
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-{%- endif %}
-{%- if cookiecutter.logger == "wandb" %}
-    # Without an API key, log offline (sync later with `wandb sync`).
-    if not os.environ.get("WANDB_API_KEY"):
-        os.environ.setdefault("WANDB_MODE", "offline")
-{%- endif %}
-    # The data fits in memory: loading in the main process is the fastest.
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
-    # Raised inside Lightning by newer torch; nothing to act on here.
-    warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        _hide_lightning_tips
-    )
-{%- if cookiecutter.logger == "wandb" %}
+    words = sys.argv[1:] if args is None else list(args)
     try:
-        CLI(args)
-    finally:
-        # End the W&B run, so that the next run in this Python process (a
-        # notebook, the tests) starts one of its own instead of reusing it.
-        # WandbLogger imported wandb if a run was started at all.
-        wandb = sys.modules.get("wandb")
-        if wandb is not None:
-            wandb.finish()
-{%- else %}
-    CLI(args)
-{%- endif %}
+        run_command(words)
+    except UsageError as error:
+        if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0"):
+            raise
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        raise SystemExit(USAGE_EXIT_STATUS) from None
 
 
 if __name__ == "__main__":

@@ -1,25 +1,54 @@
 """Run folders and their manifest: where a run lives and what produced it.
 
 Every command of the CLI writes into a folder of its own, by default
-``runs/<YYYYmmdd-HHMMSS>_<subcommand>[_<name>]``. Every probe of the
-environment (git, the lock file) is failure tolerant: what cannot be found
-is recorded as ``null`` rather than raising.
+``runs/<YYYYmmdd-HHMMSS>Z_<subcommand>[_<name>]`` (the time in UTC, so that
+runs from several machines sort together). The folder is the one record of
+a run; every command that reads runs goes through :func:`open_run`. Every
+probe of the environment (git, the lock file) is failure tolerant: what
+cannot be found is recorded as ``null`` rather than raising.
+
+Nothing heavy is imported here (torch and jsonargparse only inside the
+functions that need them), so reading runs is fast.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import platform
 import re
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
-from jsonargparse import Namespace
+from .errors import UsageError
+
+CONFIG = "config.yaml"
+"""The resolved config of a run, ready for ``--config``."""
+MANIFEST = "manifest.json"
+"""What produced a run, how it ran and how it ended (``status``)."""
+METRICS = "metrics.csv"
+"""One row of metrics per epoch (one row of final metrics for validate/test)."""
+PLOT = "learning_curves.png"
+"""The learning curves of a fit."""
+PREDICTIONS = "predictions.csv"
+"""What ``predict`` wrote."""
+BEST_CHECKPOINT = "checkpoints/best.ckpt"
+"""The checkpoint with the best monitored value."""
+LAST_CHECKPOINT = "checkpoints/last.ckpt"
+"""The checkpoint of the last epoch, which ``--resume`` continues from."""
+
+STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
+"""A run's ``status`` in its manifest: ``running`` until it ends in another one."""
+
+Row = dict[str, float | int]
+"""One row of ``metrics.csv``, numbers as numbers."""
 
 RUN_DIR = "{run_dir}"
 """Placeholder for the run folder, allowed in any string value of a config."""
@@ -41,10 +70,11 @@ def new_run_dir(root: Path, subcommand: str, name: str = "") -> Path:
         name: Optional label; characters unsafe in file names become ``-``.
 
     Returns:
-        ``root/<timestamp>_<subcommand>[_<name>]``, with ``-2``, ``-3``, ...
-        appended when two runs start within the same second.
+        ``root/<timestamp>_<subcommand>[_<name>]`` (the timestamp in UTC,
+        ending in ``Z``), with ``-2``, ``-3``, ... appended when two runs
+        start within the same second.
     """
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%SZ", time.gmtime())
     label = _UNSAFE.sub("-", name).strip("-")
     base = f"{stamp}_{subcommand}" + (f"_{label}" if label else "")
     candidate, count = root / base, 1
@@ -66,6 +96,8 @@ def fill_placeholders(value: Any, run_dir: Path) -> Any:
     Returns:
         ``value`` with the placeholders filled in.
     """
+    from jsonargparse import Namespace
+
     if isinstance(value, str):
         value = value.replace(RUN_DIR, run_dir.as_posix())
         return value.replace(RUN_NAME, run_dir.name)
@@ -94,10 +126,13 @@ def build_manifest(
         A dict with the run folder, start time, command line, seed, versions,
         platform, CUDA device, git commit and lock file hash.
     """
+    import torch
+
     cuda = torch.cuda.is_available()
     return {
         "run_dir": run_dir.as_posix(),
         "subcommand": subcommand,
+        "status": "running",
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": command,
         "seed": seed,
@@ -165,3 +200,82 @@ def command_line(args: list[str] | None) -> list[str]:
     if args is None:
         return list(sys.orig_argv)
     return ["python", "-m", str(__package__), *args]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder, as the commands that read runs see it (see :func:`open_run`)."""
+
+    path: Path
+    """The folder."""
+    manifest: dict[str, Any]
+    """``manifest.json``, parsed."""
+
+    @property
+    def config_path(self) -> Path:
+        """The run's ``config.yaml``."""
+        return self.path / CONFIG
+
+    @property
+    def status(self) -> str:
+        """How the run ended (one of :data:`STATUSES`; ``running`` if it never said)."""
+        return str(self.manifest.get("status") or "running")
+
+    def metrics(self) -> list[Row]:
+        """The rows of ``metrics.csv`` (none if the run wrote no metrics)."""
+        return read_metrics(self.path / METRICS)
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """The run's ``best`` or ``last`` checkpoint, or ``which`` as a path.
+
+        Raises:
+            UsageError: The checkpoint does not exist.
+        """
+        named = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
+        path = self.path / named[which] if which in named else Path(which)
+        if not path.is_file():
+            raise UsageError(f"{path}: checkpoint not found (in run {self.path})")
+        return path
+
+
+def open_run(path: Path | str) -> Run:
+    """The run folder at ``path``, checked to be one.
+
+    Raises:
+        UsageError: ``path`` is not a folder, lacks ``config.yaml`` or
+            ``manifest.json``, or its manifest is not a JSON object.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such run folder")
+    for needed in (CONFIG, MANIFEST):
+        if not (folder / needed).is_file():
+            raise UsageError(f"{folder}: not a run folder (no {needed})")
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise UsageError(f"{folder / MANIFEST}: unreadable ({error})") from None
+    if not isinstance(manifest, dict):
+        raise UsageError(f"{folder / MANIFEST}: not a JSON object")
+    return Run(folder, manifest)
+
+
+def read_metrics(path: Path) -> list[Row]:
+    """The rows of a ``metrics.csv``, empty cells left out; none if there is no file."""
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as file:
+        return [
+            {
+                key: _number(value)
+                for key, value in row.items()
+                if value not in ("", None)
+            }
+            for row in csv.DictReader(file)
+        ]
+
+
+def _number(text: str) -> float | int:
+    """A CSV cell back as a number: ``"3"`` as 3, ``"0.5"`` as 0.5."""
+    number = float(text)
+    return int(number) if number.is_integer() and "." not in text else number

@@ -13,6 +13,7 @@ import torch.nn.functional as F  # noqa: N812 (the conventional alias)
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from .model import MLP
 
@@ -43,6 +44,7 @@ class Classifier(pl.LightningModule):
         dropout: float = 0.0,
         lr: float = 0.02,
         weight_decay: float = 0.0,
+        compile: bool = False,
     ) -> None:
         """Build the network and the metrics.
 
@@ -54,12 +56,16 @@ class Classifier(pl.LightningModule):
             dropout: Dropout probability of the hidden layer.
             lr: Adam's learning rate.
             weight_decay: Adam's L2 penalty.
+            compile: Compile the network with ``torch.compile`` (the
+                ``nn.Module`` in place, so checkpoints keep their keys).
         """
         super().__init__()
         self.save_hyperparameters()
         self.lr = lr
         self.weight_decay = weight_decay
         self.net = MLP(in_features, hidden_size, num_classes, dropout)
+        if compile:
+            self.net.compile()
         # One metric object per stage: each keeps its own running state.
         self.train_acc = MulticlassAccuracy(num_classes=num_classes)
         self.val_acc = MulticlassAccuracy(num_classes=num_classes)
@@ -71,11 +77,13 @@ class Classifier(pl.LightningModule):
         # Lets the model summary show input and output shapes.
         self.example_input_array = torch.zeros(1, in_features)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         """Class scores (logits) for a batch of inputs."""
         logits: Tensor = self.net(x)
         return logits
 
+    @override
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Cross-entropy loss of one training batch (Lightning does the rest)."""
         x, y = batch
@@ -94,6 +102,7 @@ class Classifier(pl.LightningModule):
             self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
+    @override
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """Log loss and accuracy over the validation set."""
         x, y = batch
@@ -104,6 +113,7 @@ class Classifier(pl.LightningModule):
             self.log("val_loss", self.val_loss, prog_bar=True)
             self.log("val_acc", self.val_acc, prog_bar=True)
 
+    @override
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         """Log loss and accuracy over the test set."""
         x, y = batch
@@ -114,12 +124,14 @@ class Classifier(pl.LightningModule):
             self.log("test_loss", self.test_loss)
             self.log("test_acc", self.test_acc)
 
+    @override
     def predict_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """Predicted class of every input in the batch (targets are ignored)."""
         x, _ = batch
         prediction: Tensor = self(x).argmax(dim=1)
         return prediction
 
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam over all parameters, with the configured learning rate."""
         return torch.optim.Adam(
