@@ -65,7 +65,7 @@ def requirements(metadata: str, extras: Iterable[str]) -> list[Requirement]:
             continue
         for extra in ["", *extras]:
             environment = {**default_environment(), "extra": extra}
-            if requirement.marker.evaluate(environment):
+            if requirement.marker.evaluate(environment):  # type: ignore[arg-type]
                 found.append(requirement)
                 break
     return found
@@ -77,7 +77,7 @@ def remote_metadata(url: str, name: str) -> str:
     from pip._internal.network.session import PipSession
 
     with PipSession() as session:
-        distribution = dist_from_wheel_url(name, url, session)
+        distribution = dist_from_wheel_url(name, url, session)  # type: ignore[arg-type]
         return str(distribution.read_text("METADATA"))
 
 

@@ -35,8 +35,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
+from sklearn.datasets import load_digits  # type: ignore[import-untyped]
+from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -121,7 +121,7 @@ def main() -> int:
         for x, y in train_loader:
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(net(x), y)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
         history.append(evaluate(net, val_loader))
     fit_s = time.perf_counter() - started
