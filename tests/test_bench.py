@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,14 +19,21 @@ from harness import TEMPLATE_DIR
 
 
 def _load_bench() -> Any:
-    """bench/run.py as a module (registered first: its dataclasses look themselves up)."""
+    """The bench package's modules as one namespace (the repository root on sys.path)."""
+    if str(TEMPLATE_DIR) not in sys.path:
+        sys.path.insert(0, str(TEMPLATE_DIR))
+    names = ("common", "bakes", "fast_tier", "project", "report", "parts", "training")
+    modules = [importlib.import_module(f"bench.{name}") for name in names]
     spec = importlib.util.spec_from_file_location("bench_run", TEMPLATE_DIR / "bench" / "run.py")
     assert spec is not None
     assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    namespace: dict[str, Any] = {}
+    for module in [*modules, entry]:
+        namespace.update(vars(module))
+    namespace["bench_bake_inprocess"] = namespace["measure_in_process"]
+    return SimpleNamespace(**namespace)
 
 
 bench = _load_bench()
@@ -149,6 +157,9 @@ def sample_results() -> dict[str, Any]:
                 "bake_median_s": 0.30,
                 "floor_median_s": 0.25,
                 "ratio": 1.2,
+                "peers": [
+                    {"name": "other", "commit": "abc", "median_s": 0.29, "ratio": 1.16},
+                ],
             },
             "in_process": {
                 "combinations": 2,
@@ -169,10 +180,14 @@ def sample_results() -> dict[str, Any]:
             "baked_suite": {
                 "not_slow": {"returncode": 0, "wall_s": 8.0, "passed": 20},
                 "all": {"returncode": 0, "wall_s": 30.0, "passed": 30},
+                "floor": {"suite_s": 10.0, "import_lightning_s": 4.0, "ratio": 2.5},
             },
             "training": {
                 "runs": 3,
                 "fit_median_s": 2.0,
+                "plain_median_s": 1.25,
+                "plain_val_acc": 0.94,
+                "fit_over_plain": 1.6,
                 "val_acc": 0.94,
                 "poetry_run_fit_s": 8.0,
                 "cli_process_s": 7.0,
@@ -186,9 +201,12 @@ def test_evaluate_gives_pass_miss_and_skip() -> None:
     verdicts = bench.evaluate(sample_results())
     assert {key: v["status"] for key, v in verdicts.items()} == {
         "bake_ratio": "PASS",
+        "bake_vs_peers": "MISS",  # the peer bakes faster
         "fast_tier": "MISS",  # 31 s
         "baked_suite": "PASS",
+        "suite_floor": "MISS",  # 2.5x
         "fit": "MISS",  # 0.94
+        "fit_vs_plain": "PASS",  # 1.6x
         "venv": "PASS",
     }
     assert set(verdicts) == set(bench.TARGETS)
@@ -203,6 +221,8 @@ def test_table_and_json(tmp_path: Path) -> None:
     assert "| fast tier >= 150 tests in <= 30 s | 160 passed in 31.0 s | MISS |" in text
     assert "1.10 GB" in text
     assert "400 MB" in text
+    assert "| peer bake: other (abc), median of 7 | 0.290 s, 1.16x the floor |" in text
+    assert "| `fit()` / plain loop | 1.60x |" in text
     assert all(line.startswith("|") for line in text.splitlines() if line)
     path = bench.write_json(results, tmp_path / "out" / "r.json")
     assert json.loads(path.read_text(encoding="utf-8")) == results
@@ -222,3 +242,26 @@ def test_arguments() -> None:
     assert not args.cuda_torch
     with pytest.raises(SystemExit):
         bench.parse_args(["--runs", "0"])
+
+
+def test_parts_table_skips_missing_modules_and_skipped_parts() -> None:
+    args = bench.parse_args(["--skip", "baked-suite"])
+    assert "baked_suite" in args.skip
+    chosen = bench.selected(args)
+    assert "baked_suite" not in chosen
+    assert "training" in chosen
+    names = [part.name for part in bench.PARTS]
+    for missing in ("search", "serving"):
+        assert missing in names
+        module = TEMPLATE_DIR / "bench" / f"{missing}.py"
+        assert (missing in chosen) == module.exists()
+
+
+def test_generic_rows_show_a_parts_top_level_figures() -> None:
+    rows = bench.generic_rows("search")({"trials": 16, "speedup": 1.734, "runs": [1, 2]})
+    assert rows == [("search: trials", "16"), ("search: speedup", "1.73")]
+
+
+def test_peer_names_are_unique() -> None:
+    names = bench.peer_names([Path("/a/tpl"), Path("/b/tpl"), Path("/c/other")])
+    assert list(names) == ["peer:tpl", "peer:tpl-2", "peer:other"]
