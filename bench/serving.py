@@ -288,8 +288,10 @@ def _serve_and_load(
 
 def main() -> int:
     """Bake and install the default project as bench/run.py does, then measure it."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import run as bench_run  # bench/run.py: the local PyTorch index, bakes, Poetry
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:  # run as a script: make the bench package importable
+        sys.path.insert(0, root)
+    from bench import project as bench_run  # the local PyTorch index, bakes, Poetry
 
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     try:
