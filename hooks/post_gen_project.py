@@ -67,6 +67,14 @@ OPTION_PATHS: dict[str, dict[str, list[str]]] = {
         "yes": ["Dockerfile", ".dockerignore"],
         "no": [],
     },
+    "hpo": {
+        "optuna": [
+            "src/{package_name}/tune.py",
+            "configs/search.yaml",
+            "tests/test_tune.py",
+        ],
+        "none": [],
+    },
 }
 
 # Shared with pre_gen_project.py (keep the two names in step).

@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,47 @@ def check_types(project: BakedProject) -> None:
         if MYPY_WARMUP is not None:
             MYPY_WARMUP.wait()  # a second cold mypy would redo its work
         project.run(tool("mypy"))
+
+
+# pyright (standard mode) with one rule beyond it: every method that overrides
+# one of a base class (Lightning's hooks, nn.Module.forward) says so with
+# @override, as Lightning's own code does.
+PYRIGHT_CONFIG = {"typeCheckingMode": "standard", "reportImplicitOverride": "error"}
+# The background pyright run of the default bake (conftest's _background_pyright):
+# the process and the file its JSON report goes to.
+PYRIGHT_RUN: tuple[subprocess.Popen[bytes], Path] | None = None
+
+
+def start_pyright(project: BakedProject, workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start pyright on a private copy of ``project``; its JSON report lands in a file."""
+    copy = project.copy(workdir / "project")
+    (copy.path / "pyrightconfig.json").write_text(json.dumps(PYRIGHT_CONFIG), encoding="utf-8")
+    report = workdir / "pyright.json"
+    with report.open("wb") as output:
+        process = subprocess.Popen(
+            [tool("pyright"), "--outputjson", "--pythonpath", sys.executable],
+            cwd=copy.path,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.DEVNULL,
+        )
+    return process, report
+
+
+def pyright_findings(run: tuple[subprocess.Popen[bytes], Path], timeout: float = 300) -> list[str]:
+    """Wait for a pyright run; its findings as ``file:line: message [rule]``."""
+    process, report = run
+    process.wait(timeout=timeout)
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise RuntimeError(f"pyright gave no report (exit {process.returncode})") from error
+    return [
+        f"{Path(d['file']).name}:{d['range']['start']['line'] + 1}: {d['message']}"
+        f" [{d.get('rule', '')}]"
+        for d in data["generalDiagnostics"]
+        if d["severity"] == "error"
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -286,8 +328,8 @@ def check_github_ci(project: BakedProject) -> None:
     for name, job in jobs.items():
         steps = job["steps"]
         uses = [step["uses"] for step in steps if "uses" in step]
-        unpinned = [u for u in uses if not re.search(r"@(v\d+(\.\d+)*|[0-9a-f]{40})$", u)]
-        assert not unpinned, f"job {name}: actions without a version: {unpinned}"
+        unpinned = [u for u in uses if not re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u)]
+        assert not unpinned, f"job {name}: actions not pinned to a commit SHA: {unpinned}"
         assert "actions/cache@" in " ".join(uses), f"job {name} does not cache Poetry's downloads"
         assert any("pipx install" in s.get("run", "") for s in steps), f"{name}: no Poetry"
         assert any("poetry install" in s.get("run", "") for s in steps), f"{name}: no install"
@@ -295,8 +337,59 @@ def check_github_ci(project: BakedProject) -> None:
     if "docs" in jobs:
         assert ["mkdocs", "build", "--strict"] in github_ci_commands(project, "docs")
     assert ["pytest", "--cov"] in github_ci_commands(project, "test")
+    check_sha_pins_name_their_version(project.read(path), path)
     updates = load_yaml12(project.read(".github/dependabot.yml"))["updates"]
     assert {u["package-ecosystem"] for u in updates} == {"github-actions", "pip"}
+    check_dependabot_cooldown(updates)
+
+
+# `uses: owner/name@<40 hex> # vX.Y.Z`: Dependabot updates both the SHA and the comment.
+SHA_PIN = re.compile(r"^\s*(?:- )?uses:\s*\S+@[0-9a-f]{40}\s+# v\d+(?:\.\d+)*\s*$")
+
+
+def check_sha_pins_name_their_version(text: str, relative: str) -> None:
+    """Every ``uses:`` line pins a full commit SHA and names its release in a comment."""
+    lines = [line for line in text.splitlines() if re.match(r"^\s*(?:- )?uses:", line)]
+    assert lines, f"{relative} uses no action"
+    wrong = [line.strip() for line in lines if not SHA_PIN.match(line)]
+    assert not wrong, f"{relative}: pin actions as `@<sha> # vX.Y.Z`: {wrong}"
+
+
+MIN_COOLDOWN_DAYS = 7
+
+
+def check_dependabot_cooldown(updates: list[dict[str, Any]]) -> None:
+    """Each Dependabot ecosystem waits at least a week before proposing a release."""
+    short = [
+        u["package-ecosystem"]
+        for u in updates
+        if u.get("cooldown", {}).get("default-days", 0) < MIN_COOLDOWN_DAYS
+    ]
+    assert not short, f"Dependabot cooldown under {MIN_COOLDOWN_DAYS} days for {short}"
+
+
+def zizmor_findings(paths: Collection[Path]) -> list[str]:
+    """zizmor's findings (offline audits, default persona) for ``.github`` folders.
+
+    One process for all of them; each finding as ``audit: file:line``.
+    """
+    result = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-progress", "--format", "json", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    # zizmor exits non-zero when it finds something; JSON on stdout either way.
+    assert result.stdout.strip(), f"zizmor failed ({result.returncode}):\n{result.stderr}"
+    found = []
+    for finding in json.loads(result.stdout):
+        for location in finding["locations"]:
+            where = location["symbolic"]["key"]["Local"]["verbatim_path"]
+            row = location["concrete"]["location"]["start_point"]["row"] + 1
+            found.append(f"{finding['ident']}: {where}:{row}")
+    return found
 
 
 def check_gitlab_ci(project: BakedProject) -> None:
@@ -306,9 +399,11 @@ def check_gitlab_ci(project: BakedProject) -> None:
     text = project.read(path)
     pipeline = load_yaml12(text)
     mkdocs = project.answers["docs"] == "mkdocs"
-    assert pipeline["stages"] == ["lint", "test", "docs"]
+    assert pipeline["stages"] == ["lint", "test"] + (["docs"] if mkdocs else [])
     jobs = {k: v for k, v in pipeline.items() if isinstance(v, dict) and "script" in v}
     assert set(jobs) == {"lint", "test"} | ({"docs"} if mkdocs else set())
+    empty = set(pipeline["stages"]) - {job["stage"] for job in jobs.values()}
+    assert not empty, f"{path}: stages without a job: {sorted(empty)}"
     assert pipeline["default"]["image"] == "python:${PYTHON_VERSION}-slim"
     assert pipeline["variables"]["PYTHON_VERSION"] == supported_pythons(project)[0]
     matrix = jobs["test"]["parallel"]["matrix"]

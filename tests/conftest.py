@@ -18,6 +18,7 @@ from typing import Any
 
 import checks
 import pytest
+from e2e_report import pytest_runtest_logreport, pytest_sessionfinish  # noqa: F401 (hooks)
 from harness import TEMPLATE_DIR, BakedProject, tool
 
 Bake = Callable[..., BakedProject]
@@ -47,9 +48,40 @@ def _isolated_tool_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["PRE_COMMIT_HOME"] = str(cache / "pre-commit")
 
 
+BACKGROUND_MARKERS = ("mypy", "pyright")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the ``mypy`` tests last, once :func:`_warm_mypy_cache` has had time to work."""
-    items.sort(key=lambda item: item.get_closest_marker("mypy") is not None)
+    """Run the ``mypy`` and ``pyright`` tests last, once their background runs have worked."""
+    items.sort(key=lambda item: any(item.get_closest_marker(m) for m in BACKGROUND_MARKERS))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _background_pyright(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, bake: Bake
+) -> Iterator[None]:
+    """Run pyright on the default bake in the background (~12 s on one core).
+
+    Started with the session when a ``pyright`` test is selected; that test,
+    collected last, reads the result (:func:`checks.pyright_findings`).
+    """
+    if not any(item.get_closest_marker("pyright") for item in request.session.items):
+        yield
+        return
+    try:
+        tool("pyright")
+    except FileNotFoundError:
+        yield  # the test says so
+        return
+    run = checks.start_pyright(bake(), tmp_path_factory.mktemp("pyright"))
+    checks.PYRIGHT_RUN = run
+    try:
+        yield
+    finally:
+        checks.PYRIGHT_RUN = None
+        if run[0].poll() is None:
+            run[0].kill()
+        run[0].wait()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -51,6 +51,7 @@ from checks import (
     check_types,
     hadolint_findings,
     option_paths,
+    zizmor_findings,
 )
 from conftest import Bake
 from harness import BakedProject, choices, defaults, option_id, template_files, tool
@@ -352,6 +353,48 @@ def test_actionlint_accepts_every_generated_workflow(bake: Bake, tmp_path: Path)
     findings = actionlint([*workflows.values(), broken])
     assert findings, "actionlint did not report the broken workflow"
     assert [f for f in findings if not f.startswith(str(broken))] == []
+
+
+def zizmor_available() -> bool:
+    try:
+        tool("zizmor")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def test_zizmor_reports_nothing_on_every_generated_workflow(bake: Bake, tmp_path: Path) -> None:
+    """zizmor (offline audits) on each distinct ``.github`` a bake can have.
+
+    One process for all of them, plus a workflow with an unpinned action and
+    a step output pasted into shell, which must be reported (proof it ran).
+    """
+    if not zizmor_available():
+        pytest.skip("zizmor is not installed (it is in the test group: pip install zizmor)")
+    folders: dict[str, Path] = {}
+    every_value = [{"ci": "github", o: v} for o, v in EVERY_VALUE if v and o != "ci"]
+    for options in [*PAIRWISE, {"ci": "github"}, *every_value]:
+        project = bake_with(bake, options)
+        if project.answers["ci"] == "github":
+            github = project.path / ".github"
+            fingerprint = "".join(
+                p.read_text(encoding="utf-8") for p in sorted(github.rglob("*.yml"))
+            )
+            folders.setdefault(fingerprint, github)
+    assert len(folders) >= 4
+    broken = tmp_path / "broken" / ".github" / "workflows"
+    broken.mkdir(parents=True)
+    (broken / "ci.yml").write_text(
+        "on: push\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        "      - id: x\n        run: echo hi\n"
+        "      - run: echo ${{ steps.x.outputs.y }}\n"
+        "      - uses: actions/setup-python@v6\n",
+        encoding="utf-8",
+    )
+    findings = zizmor_findings([*folders.values(), broken.parent])
+    kinds = {f.split(":")[0] for f in findings if str(broken) in f}
+    assert {"template-injection", "unpinned-uses"} <= kinds, findings
+    assert [f for f in findings if str(broken) not in f] == []
 
 
 def test_ci_check_notices_poetry1_flags_and_an_unguarded_lock(

@@ -11,9 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checks import actionlint, actionlint_available, check_schema, load_yaml12
+from checks import (
+    actionlint,
+    actionlint_available,
+    check_dependabot_cooldown,
+    check_schema,
+    check_sha_pins_name_their_version,
+    load_yaml12,
+    zizmor_findings,
+)
 from conftest import Bake
-from harness import COOKIECUTTER_JSON, TEMPLATE_DIR, BakedProject, choices, defaults
+from harness import COOKIECUTTER_JSON, TEMPLATE_DIR, BakedProject, choices, defaults, tool
 
 WORKFLOW = TEMPLATE_DIR / ".github" / "workflows" / "ci.yml"
 DEPENDABOT = TEMPLATE_DIR / ".github" / "dependabot.yml"
@@ -103,6 +111,31 @@ def test_dependabot_updates_the_actions_and_the_test_dependencies() -> None:
     ecosystems = {u["package-ecosystem"]: u for u in config["updates"]}
     assert set(ecosystems) == {"github-actions", "pip"}
     assert all(u["directory"] == "/" for u in ecosystems.values())
+
+
+def test_template_actions_are_pinned_to_commit_shas() -> None:
+    check_sha_pins_name_their_version(WORKFLOW.read_text(encoding="utf-8"), ".github/workflows")
+
+
+def test_sha_pin_check_notices_a_tag() -> None:
+    with pytest.raises(AssertionError, match="pin actions"):
+        check_sha_pins_name_their_version("    - uses: actions/checkout@v5\n", "x.yml")
+    with pytest.raises(AssertionError, match="pin actions"):  # no version comment
+        check_sha_pins_name_their_version(f"    - uses: a/b@{'0' * 40}\n", "x.yml")
+
+
+def test_template_dependabot_waits_a_week() -> None:
+    check_dependabot_cooldown(load_yaml12(DEPENDABOT.read_text(encoding="utf-8"))["updates"])
+    with pytest.raises(AssertionError, match="cooldown"):
+        check_dependabot_cooldown([{"package-ecosystem": "pip", "cooldown": {"default-days": 3}}])
+
+
+def test_template_workflow_passes_zizmor() -> None:
+    try:
+        tool("zizmor")
+    except FileNotFoundError:
+        pytest.skip("zizmor is not installed (it is in the test group: pip install zizmor)")
+    assert zizmor_findings([TEMPLATE_DIR / ".github"]) == []
 
 
 # --- Windows-friendly -------------------------------------------------------

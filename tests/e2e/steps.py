@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import re
+import signal
 import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -48,6 +53,84 @@ def run(
             f"--- stdout\n{result.stdout[-20000:]}\n--- stderr\n{result.stderr[-20000:]}"
         )
     return result, elapsed
+
+
+# Set in the environment of every command run_tracked starts: its descendants
+# inherit it, even those that start a session of their own or daemonise.
+RUN_MARKER = "COOKIECUTTER_POETRY_ML_TEST_RUN"
+
+
+def marked_processes(marker: str) -> dict[int, str]:
+    """pid -> command line of every process whose environment holds ``marker``.
+
+    Linux only (``/proc``); elsewhere an empty dict.
+    """
+    proc = Path("/proc")
+    if not sys.platform.startswith("linux") or not proc.is_dir():
+        return {}
+    wanted = f"{RUN_MARKER}={marker}".encode()
+    found = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if wanted not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if state != "Z":  # a zombie has ended; its parent only has to reap it
+            found[int(entry.name)] = command.decode(errors="replace")
+    return found
+
+
+def stop_marked(marker: str, grace: float) -> dict[int, str]:
+    """Wait up to ``grace`` s for the marked processes to end; kill the rest, return them."""
+    deadline = time.monotonic() + grace
+    left = marked_processes(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = marked_processes(marker)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def run_tracked(
+    command: Sequence[str | Path],
+    cwd: Path,
+    env: Mapping[str, str],
+    *,
+    check: bool = True,
+    timeout: float = 600,
+    grace: float = 10,
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """:func:`run`, then fail if any process it started is still there.
+
+    Every descendant carries a marker in its environment (even one that starts
+    a session of its own); those still alive ``grace`` seconds after the
+    command ended, timed out or failed are killed, and named in the assertion.
+    A baked project's tests must leave nothing running.
+    """
+    marker = uuid.uuid4().hex
+    try:
+        outcome = run(command, cwd, {**env, RUN_MARKER: marker}, check=check, timeout=timeout)
+    except BaseException as error:
+        # A process left holding the output pipe makes the command time out.
+        if left := stop_marked(marker, grace):
+            raise AssertionError(_left_running(left)) from error
+        raise
+    left = stop_marked(marker, grace)
+    assert not left, _left_running(left)
+    return outcome
+
+
+def _left_running(left: Mapping[int, str]) -> str:
+    return "processes left running (now killed):\n" + "\n".join(
+        f"  {pid}: {line[:200]}" for pid, line in sorted(left.items())
+    )
 
 
 def site_packages(venv: Path) -> Path:

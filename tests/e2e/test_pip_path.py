@@ -30,6 +30,7 @@ from .steps import (
     newest_run_metrics,
     pytest_counts,
     run,
+    run_tracked,
     validation_accuracy,
 )
 
@@ -63,7 +64,7 @@ def test_pip_install_into_a_plain_venv(
     assert not gpu, f"CUDA packages in the venv: {gpu}"
     assert (torch or "").endswith("+cpu"), f"pip replaced the CPU torch with {torch}"
 
-    result, elapsed = run([python, "-m", "pytest"], project.path, env, check=False)
+    result, elapsed = run_tracked([python, "-m", "pytest"], project.path, env, check=False)
     counts = pytest_counts(result.stdout)
     e2e_report.record(NAME, tests=describe_counts(counts), pytest_s=round(elapsed, 1))
     assert counts.get("passed", 0) > 0, f"no test ran:\n{result.stdout[-3000:]}"

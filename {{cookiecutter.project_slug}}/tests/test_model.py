@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
+from torchmetrics.classification import MulticlassAccuracy
 
 from {{ cookiecutter.package_name }}.model import MLP
 from {{ cookiecutter.package_name }}.system import Classifier
@@ -64,7 +65,26 @@ def test_validation_step_runs_and_logs(
 ) -> None:
     model.validation_step(batch, 0)
     assert {"val_loss", "val_acc"} <= logged.keys()
-    assert torch.isfinite(logged["val_loss"])
+    # The step logs the running mean (a torchmetrics object) that Lightning computes.
+    assert torch.isfinite(logged["val_loss"].compute())
+
+
+def test_steps_accumulate_every_batch_and_log_once(
+    model: Classifier, batch: Batch, logged: dict[str, Any]
+) -> None:
+    x, y = batch
+    first = model.training_step((x[:20], y[:20]), 0)
+    assert {"train_loss", "train_acc"} <= logged.keys()
+    logged.clear()
+    second = model.training_step((x[20:], y[20:]), 1)
+    assert not logged  # later batches only update the metrics
+    # The epoch's loss: the mean over samples (batches weighted by their size).
+    expected = (first.item() * 20 + second.item() * 12) / 32
+    assert model.train_loss.compute().item() == pytest.approx(expected)
+    # The epoch's accuracy: as if computed over both batches at once.
+    with torch.no_grad():
+        whole = MulticlassAccuracy(num_classes=10)(model(x), y)
+    assert model.train_acc.compute().item() == pytest.approx(whole.item())
 
 
 def test_test_and_predict_steps(

@@ -19,6 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from typing_extensions import override
 
 from .cli import COMMANDS, PROGRAM
 from .plots import plot_learning_curves
@@ -68,6 +69,7 @@ class RunFolder(pl.Callback):
         self._written: dict[str, Any] = {}  # the manifest as last written
         self._started = time.monotonic()
 
+    @override
     def setup(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> None:
@@ -81,18 +83,21 @@ class RunFolder(pl.Callback):
         self._write_manifest(trainer)
         self.rows = read_metrics(self.run_dir / METRICS) if stage == "fit" else []
 
+    @override
     def on_train_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
         """After a resume, keep the rows of the epochs the checkpoint had done."""
         self.rows = [row for row in self.rows if row["epoch"] < trainer.current_epoch]
 
+    @override
     def on_validation_epoch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
         """Note that this epoch has fresh validation metrics."""
         self._validated_this_epoch = not trainer.sanity_checking
 
+    @override
     def on_train_epoch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
@@ -106,11 +111,13 @@ class RunFolder(pl.Callback):
             self.rows.append(row | metrics)
             self._write_metrics()
 
+    @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Plot the learning curves; the run is complete."""
         self._plot(trainer)
         self._finish(trainer, "complete")
 
+    @override
     def on_validation_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
@@ -118,16 +125,19 @@ class RunFolder(pl.Callback):
         if trainer.state.fn == "validate":
             self._write_final_metrics(trainer)
 
+    @override
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """For ``test``, write the final metrics."""
         self._write_final_metrics(trainer)
 
+    @override
     def on_predict_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
         """For ``predict``, the run is complete."""
         self._finish(trainer, "complete")
 
+    @override
     def on_exception(
         self,
         trainer: pl.Trainer,
@@ -398,18 +408,21 @@ class PredictionWriter(BasePredictionWriter):
         self.run_dir = run_dir
         self.rows: list[tuple[int, int]] = []
 
+    @override
     def setup(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> None:
         """Agree with every process on rank zero's run folder."""
         self.run_dir = Path(trainer.strategy.broadcast(str(self.run_dir)))
 
+    @override
     def on_predict_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
         """Start with no rows."""
         self.rows = []
 
+    @override
     def write_on_batch_end(
         self,
         trainer: pl.Trainer,
@@ -424,6 +437,7 @@ class PredictionWriter(BasePredictionWriter):
         if batch_indices is not None:
             self.rows.extend(zip(batch_indices, prediction.tolist(), strict=True))
 
+    @override
     def on_predict_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:

@@ -43,6 +43,12 @@ COMMANDS: dict[str, Command] = {
     "predict": Command(
         "train", "Predict the classes of the test split with a trained checkpoint."
     ),
+{%- if cookiecutter.hpo == "optuna" %}
+    "tune": Command(
+        "tune", "Search hyperparameters with Optuna; every trial is a run folder."
+    ),
+{%- endif %}
+    "runs": Command("runs", "Compare run folders: status, metrics, what differs."),
 }
 """Every subcommand, in the order ``--help`` lists them."""
 

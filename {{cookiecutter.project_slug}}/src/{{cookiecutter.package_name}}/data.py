@@ -17,6 +17,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
 
 class DigitsDataModule(pl.LightningDataModule):
@@ -69,6 +70,7 @@ class DigitsDataModule(pl.LightningDataModule):
         # Rows of load_digits() in each split: "train", "val" and "test".
         self.indices: dict[str, npt.NDArray[np.int64]] = {}
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         """Split and standardise the data (every process does the same).
 
@@ -91,7 +93,11 @@ class DigitsDataModule(pl.LightningDataModule):
             stratify=labels[train_val],
             random_state=self.split_seed,
         )
-        self.indices = {"train": train, "val": val, "test": test}
+        # int64 arrays, whatever train_test_split hands back (lists, to a type checker).
+        self.indices = {
+            name: np.asarray(rows, dtype=np.int64)
+            for name, rows in (("train", train), ("val", val), ("test", test))
+        }
 
         pixels = torch.as_tensor(images, dtype=torch.float32)
         pixels = pixels.reshape(-1, *self.input_shape)
@@ -103,18 +109,22 @@ class DigitsDataModule(pl.LightningDataModule):
             TensorDataset(pixels[rows], targets[rows]) for rows in (train, val, test)
         )
 
+    @override
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Shuffled training batches (the order follows the global seed)."""
         return self._loader(self.train_set, shuffle=True)
 
+    @override
     def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Validation batches in a fixed order."""
         return self._loader(self.val_set)
 
+    @override
     def test_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Test batches in a fixed order."""
         return self._loader(self.test_set)
 
+    @override
     def predict_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """The test set again, in a fixed order, for ``predict``."""
         return self._loader(self.test_set)

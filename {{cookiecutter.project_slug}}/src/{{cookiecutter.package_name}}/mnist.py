@@ -19,6 +19,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
 MEAN, STD = 0.1307, 0.3081
 """Pixel statistics of MNIST's training images, scaled to [0, 1]."""
@@ -70,6 +71,7 @@ class MNISTDataModule(pl.LightningDataModule):
         # Positions in MNIST's training images of each split: "train", "val".
         self.indices: dict[str, torch.Tensor] = {}
 
+    @override
     def prepare_data(self) -> None:
         """Download MNIST once (Lightning calls this on one process per node)."""
         from torchvision.datasets import MNIST
@@ -77,6 +79,7 @@ class MNISTDataModule(pl.LightningDataModule):
         MNIST(self.data_dir, train=True, download=True)
         MNIST(self.data_dir, train=False, download=True)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         """Load the downloaded images, split and standardise them.
 
@@ -99,18 +102,22 @@ class MNISTDataModule(pl.LightningDataModule):
         self.val_set = TensorDataset(images[val], labels[val])
         self.test_set = TensorDataset(*_tensors(test.data, test.targets))
 
+    @override
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Shuffled training batches (the order follows the global seed)."""
         return self._loader(self.train_set, shuffle=True)
 
+    @override
     def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Validation batches in a fixed order."""
         return self._loader(self.val_set)
 
+    @override
     def test_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Test batches in a fixed order."""
         return self._loader(self.test_set)
 
+    @override
     def predict_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """The test set again, in a fixed order, for ``predict``."""
         return self._loader(self.test_set)

@@ -8,6 +8,7 @@ Following Lightning's own style, the network is kept apart from the "system"
 from __future__ import annotations
 
 from torch import Tensor, nn
+from typing_extensions import override
 
 
 class MLP(nn.Module):
@@ -33,6 +34,7 @@ class MLP(nn.Module):
             nn.Linear(hidden_size, num_classes),
         )
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         """Class scores (logits) of shape ``(batch, num_classes)``."""
         logits: Tensor = self.layers(x)

@@ -26,20 +26,15 @@ import os
 import sys
 import warnings
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-{%- if cookiecutter.python_version in ["3.10", "3.11"] %}
 from typing import Any
-{%- else %}
-from typing import Any, override
-{%- endif %}
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-{%- if cookiecutter.python_version in ["3.10", "3.11"] %}
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
-{%- endif %}
 
 from .callbacks import PredictionWriter, RunFolder, RunSummary
 from .cli import COMMANDS, PROGRAM
@@ -134,14 +129,25 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 class CLI(LightningCLI):
     """LightningCLI for ``Classifier`` on the project's DataModule."""
 
-    def __init__(self, args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        *,
+        callbacks: Sequence[Callback] = (),
+        manifest: Mapping[str, Any] | None = None,
+    ) -> None:
         """Parse ``args``, build the model, data and Trainer, and run.
 
         Args:
             args: Command-line words (``["fit", "--trainer.max_epochs", "5"]``);
                 ``None`` reads ``sys.argv``.
+            callbacks: More Trainer callbacks, for a caller running the CLI
+                in-process (``tune`` adds its pruning callback).
+            manifest: More manifest entries (``tune`` records the trial).
         """
         self.command = command_line(args)
+        self.extra_callbacks = list(callbacks)
+        self.extra_manifest = dict(manifest or {})
         super().__init__(
             Classifier,
             DataModule,
@@ -257,8 +263,9 @@ class CLI(LightningCLI):
             run_dir=run_dir,
         )
         manifest["ckpt_path"] = config.get("ckpt_path")
+        manifest.update(self.extra_manifest)
         record = RunFolder(run_dir, config_yaml, manifest)
-        callbacks: list[Any] = [record]
+        callbacks: list[Any] = [record, *self.extra_callbacks]
         if subcommand == "predict":
             callbacks.append(PredictionWriter(run_dir))
         callbacks.append(RunSummary(record))  # last: it reports what the others did
@@ -393,12 +400,19 @@ def _hide_lightning_tips(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("💡")
 
 
-def main(args: list[str] | None = None) -> None:
+def main(
+    args: list[str] | None = None,
+    *,
+    callbacks: Sequence[Callback] = (),
+    manifest: Mapping[str, Any] | None = None,
+) -> None:
     """Run LightningCLI; ``args`` replaces ``sys.argv[1:]`` when given.
 
     Args:
         args: Command-line words, the subcommand first, e.g.
             ``["fit", "--config", "configs/default.yaml"]``.
+        callbacks: More Trainer callbacks (see :class:`CLI`).
+        manifest: More manifest entries (see :class:`CLI`).
     """
     # cuBLAS needs this for deterministic GPU results (harmless elsewhere).
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -421,7 +435,7 @@ def main(args: list[str] | None = None) -> None:
     )
 {%- if cookiecutter.logger == "wandb" %}
     try:
-        CLI(args)
+        CLI(args, callbacks=callbacks, manifest=manifest)
     finally:
         # End the W&B run, so that the next run in this Python process (a
         # notebook, the tests) starts one of its own instead of reusing it.
@@ -430,5 +444,5 @@ def main(args: list[str] | None = None) -> None:
         if wandb is not None:
             wandb.finish()
 {%- else %}
-    CLI(args)
+    CLI(args, callbacks=callbacks, manifest=manifest)
 {%- endif %}

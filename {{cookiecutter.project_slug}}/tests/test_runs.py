@@ -1,0 +1,138 @@
+"""``runs``: the table of run folders, its CSV and plot, unreadable folders."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.summary import parse_summary
+
+
+def fake_run(
+    root: Path, name: str, status: str, lr: float, losses: list[float]
+) -> Path:
+    """A run folder as fit leaves it: config, manifest, metrics."""
+    run = root / name
+    run.mkdir(parents=True)
+    config = (
+        f"model:\n  lr: {lr}\n  hidden_size: 64\n"
+        "checkpoint:\n  monitor: val_loss\n  mode: min\n"
+        f"run:\n  root: runs\n  name: {name}\n"
+    )
+    (run / "config.yaml").write_text(config, encoding="utf-8")
+    manifest = {"subcommand": "fit", "status": status, "duration_s": 1.5}
+    (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    rows = "".join(f"{epoch},{loss}\n" for epoch, loss in enumerate(losses))
+    (run / "metrics.csv").write_text("epoch,val_loss\n" + rows, encoding="utf-8")
+    return run
+
+
+@pytest.fixture
+def runs_root(tmp_path: Path, smoke_run: Path) -> Path:
+    """Complete, failed and pruned runs, a real one, and two that are not runs."""
+    root = tmp_path / "runs"
+    fake_run(root, "20250101-000001Z_fit_a", "complete", 0.01, [0.9, 0.5, 0.4])
+    fake_run(root, "20250101-000002Z_fit_b", "failed", 0.02, [0.8])
+    fake_run(root, "20250101-000003Z_fit_c", "pruned", 0.03, [1.2, 1.1])
+    shutil.copytree(smoke_run, root / "20250101-000004Z_fit_smoke")
+    (root / "20250101-000005Z_fit_half").mkdir()  # cut off before its manifest
+    (root / "20250101-000005Z_fit_half" / "config.yaml").write_text("model: {}\n")
+    foreign = root / "mlruns"
+    foreign.mkdir()
+    (foreign / "config.yaml").write_text("x: 1\n")
+    (foreign / "manifest.json").write_text("{not json")
+    return root
+
+
+def table(capsys: pytest.CaptureFixture[str], *args: str) -> list[str]:
+    main(["runs", *args])
+    return capsys.readouterr().out.splitlines()
+
+
+def test_the_table_lists_every_folder_with_its_status(
+    runs_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = table(capsys, str(runs_root))
+    header = lines[0].split()
+    assert header[:4] == ["name", "command", "status", "epochs"]
+    assert "val_loss" in lines[0]
+    status = {line.split()[0]: line for line in lines[1:7]}
+    assert "complete" in status["20250101-000001Z_fit_a"]
+    assert "failed" in status["20250101-000002Z_fit_b"]
+    assert "pruned" in status["20250101-000003Z_fit_c"]
+    assert "unreadable" in status["20250101-000005Z_fit_half"]
+    assert "unreadable" in status["mlruns"]
+    a = status["20250101-000001Z_fit_a"].split()
+    assert a[3:6] == ["3", "0.4", "0.4"]  # epochs, best and last val_loss
+    # Only the hyperparameters that differ: lr does, hidden_size does not.
+    assert "model.lr" in header
+    assert "model.hidden_size" not in header
+    assert any("mlruns" in line and "manifest.json" in line for line in lines)
+
+
+def test_sort_last_and_csv(
+    runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = table(capsys, str(runs_root), "--sort", "best")
+    names = [line.split()[0] for line in lines[1:5]]
+    assert names[0] == "20250101-000001Z_fit_a"  # 0.4, the lowest val_loss
+    lines = table(capsys, str(runs_root), "--last", "2")
+    assert [line.split()[0] for line in lines[1:3]] == [
+        "20250101-000005Z_fit_half",
+        "mlruns",
+    ]
+    target = tmp_path / "runs.csv"
+    main(["runs", str(runs_root), "--csv", str(target)])
+    with target.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 6
+    assert {row["status"] for row in rows} >= {"complete", "failed", "pruned"}
+    assert "model.lr" in rows[0]
+
+
+def test_plot_overlays_the_learning_curves(
+    runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "curves.png"
+    main(["runs", str(runs_root), "--plot", str(target)])
+    assert target.read_bytes().startswith(b"\x89PNG")
+    facts = parse_summary(capsys.readouterr().out)
+    assert facts["plot"] == [target.as_posix()]
+    assert facts["best run"][0].endswith("20250101-000001Z_fit_a")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nowhere"], "nowhere: no such folder of runs"),
+        (["--sort", "colour"], "--sort colour: not a column"),
+        (["--last", "0"], "--last 0: must be 1 or more"),
+    ],
+)
+def test_bad_options_exit_2(
+    runs_root: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(runs_root.parent)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["runs", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_runs_does_not_import_torch() -> None:
+    code = (
+        "import sys, {{ cookiecutter.package_name }}.runs;"
+        " assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
