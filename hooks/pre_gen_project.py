@@ -749,6 +749,60 @@ def record_existing(root: str, repo_dir: str | None, answers: Mapping[str, Any])
         json.dump(record, file)
 
 
+# ---------------------------------------------------------------- retry
+
+
+def derived_default(key: str, template: Mapping[str, Any], answers: Mapping[str, Any]) -> Any:
+    """What the template's default for ``key`` renders to, given the other answers.
+
+    Only for defaults written in Jinja (``project_slug`` from ``project_name``
+    and so on); None for any other, or when it cannot be rendered here.
+    """
+    raw = template.get(key)
+    if not isinstance(raw, str) or "{" not in raw:
+        return None
+    try:
+        from cookiecutter.environment import StrictEnvironment
+        from cookiecutter.prompt import render_variable
+
+        repo = template_dir(answers)
+        if repo and repo not in sys.path:
+            sys.path.insert(0, repo)  # the template's local Jinja extensions
+        env = StrictEnvironment(context={"cookiecutter": dict(template)})
+        return render_variable(env, raw, dict(answers))
+    except Exception:  # noqa: BLE001 - a retry hint must never break the message
+        return None
+
+
+def retry_command(context: Mapping[str, Any], template: Mapping[str, Any]) -> str:
+    """The cookiecutter command line that bakes again with every answer given.
+
+    Each public answer is passed as ``key=value`` (shell-quoted), except one
+    equal to what its Jinja default derives from the others (say, the slug
+    made from the name): left out, it is derived again from the fixed answer.
+    """
+    import shlex
+
+    address = str(context.get("_template") or context.get("_repo_dir") or "TEMPLATE")
+    words = ["cookiecutter", "--no-input"]
+    output = context.get("_output_dir")
+    if isinstance(output, str) and output:
+        words += ["-o", output]
+    checkout = context.get("_checkout")
+    if isinstance(checkout, str) and checkout:
+        words += ["--checkout", checkout]
+    words.append(address)
+    for key, value in in_template_order(context, template).items():
+        if key.startswith("_") or not isinstance(value, str):
+            continue
+        if template and key not in template:
+            continue
+        if value == derived_default(key, template, context):
+            continue
+        words.append(f"{key}={value}")
+    return shlex.join(words)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -764,11 +818,13 @@ def main() -> int:
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
+        fields = ", ".join(dict.fromkeys(problem.field for problem in problems))
         print(
-            "Nothing was generated. Run cookiecutter again with valid answers "
-            "(e.g. `cookiecutter TEMPLATE package_name=my_project`).",
+            f"Nothing was generated. To bake again with every answer kept, fix {fields}"
+            " in this command and run it:",
             file=sys.stderr,
         )
+        print("  " + retry_command(context, template), file=sys.stderr)
         output_dir, slug = context.get("_output_dir"), context.get("project_slug")
         if isinstance(output_dir, str) and isinstance(slug, str) and not os.listdir(root):
             parents = created_parents(root, output_dir, slug)

@@ -39,6 +39,13 @@ def _isolated_tool_caches(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
     # Never let a git identity of the machine leak into (or be needed by) a test.
     os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
+    # Nothing outside the test's folders: no ~/.cookiecutter_replay from a
+    # cookiecutter run as a process, no pre-commit cache in the home folder.
+    config = cache / "cookiecutter.yaml"
+    settings = {"cookiecutters_dir": str(cache / "cutters"), "replay_dir": str(cache / "replay")}
+    config.write_text(json.dumps(settings), encoding="utf-8")  # JSON is YAML
+    os.environ["COOKIECUTTER_CONFIG"] = str(config)
+    os.environ["PRE_COMMIT_HOME"] = str(cache / "pre-commit")
 
 
 BACKGROUND_MARKERS = ("mypy", "pyright")

@@ -507,7 +507,13 @@ def test_injection_through_name_fields_is_rejected(
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    """Every file of a bake by path, without its git repository (commit times differ)."""
+    files = (p for p in root.rglob("*") if p.is_file())
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in files
+        if ".git" not in p.relative_to(root).parts
+    }
 
 
 def test_the_record_replays_the_same_bake(tmp_path: Path, cc_config: Path) -> None:
@@ -675,7 +681,7 @@ def call_post_main(monkeypatch: pytest.MonkeyPatch, root: Path, context: dict[st
     assert POST.main() == 0
 
 
-def test_default_path_starts_no_subprocess(
+def test_without_git_the_default_path_starts_no_subprocess(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
@@ -685,7 +691,8 @@ def test_default_path_starts_no_subprocess(
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
     monkeypatch.setenv("PWD", str(tmp_path.parent))
-    call_post_main(monkeypatch, tmp_path, answers())
+    # init_git is the default's one optional step (tested on its own below).
+    call_post_main(monkeypatch, tmp_path, answers(init_git="no"))
     out = capsys.readouterr().out
     assert f"  cd {tmp_path.name}\n" in out
     for step in ("poetry install", "poetry run pytest", "poetry run my-ml-project fit"):

@@ -7,6 +7,7 @@ import json
 import runpy
 import shutil
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import torch
 
 from {{ cookiecutter.package_name }}.cli import main
 
+MISSING_ACCELERATOR = "mps" if torch.cuda.is_available() else "cuda"
+SMOKE_CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
 RunCLI = Callable[..., Path]
 CallCLI = Callable[..., Path | None]
 
@@ -101,14 +104,16 @@ def test_rerunning_a_saved_config_reproduces_the_run(
     assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
 
 
-@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")
 @pytest.mark.filterwarnings("ignore:The dirpath has changed")  # a copied run folder
 def test_resume_continues_the_epoch_count(
     call_cli: CallCLI, smoke_run: Path, tmp_path: Path
 ) -> None:
     run = tmp_path / "runs" / smoke_run.name
     shutil.copytree(smoke_run, run)
-    resumed = call_cli("fit", "--resume", str(run), "--trainer.max_epochs=3")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = call_cli("fit", "--resume", str(run), "--trainer.max_epochs=3")
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]
     assert resumed is None  # no new run folder: the run continues in its own
 
     assert [row["epoch"] for row in read_metrics(run)] == ["0", "1", "2"]
@@ -219,3 +224,122 @@ def test_a_usage_error_shows_its_traceback_when_asked(
     monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
     with pytest.raises(UsageError, match="unknown command"):
         main(["fitt"])
+
+
+def test_fit_ends_with_a_summary_of_the_run(
+    run_cli: RunCLI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import PROGRAM
+    from {{ cookiecutter.package_name }}.summary import parse_summary
+
+    capsys.readouterr()
+    run = run_cli("fit", "--config", SMOKE_CONFIG)
+    out = capsys.readouterr().out
+    assert "fit complete: 2 epochs" in out
+    facts = parse_summary(out)
+    assert facts["run"] == [run.relative_to(run.parents[1]).as_posix()]
+    best = facts["best checkpoint"][0]
+    assert best.endswith(f"best.ckpt (val_loss {facts['val_loss'][0]})")
+    assert {"val_acc", "epochs", "duration", "plot"} <= facts.keys()
+    assert f"{PROGRAM} test --run {facts['run'][0]}" in facts["next"]
+    assert f"{PROGRAM} predict --run {facts['run'][0]}" in facts["next"]
+
+
+def test_evaluating_needs_a_checkpoint(
+    call_cli: CallCLI, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    for subcommand in ("validate", "test", "predict"):
+        with pytest.raises(SystemExit) as exit_info:
+            call_cli(subcommand)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert "--run RUN" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_option_scores_the_best_or_last_checkpoint(
+    run_cli: RunCLI, smoke_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from {{ cookiecutter.package_name }}.summary import parse_summary
+
+    capsys.readouterr()
+    tested = run_cli("test", "--run", str(smoke_run))
+    facts = parse_summary(capsys.readouterr().out)
+    assert read_manifest(tested)["ckpt_path"].endswith("best.ckpt")
+    assert 0 < float(facts["test_acc"][0]) <= 1
+    here = tested.parents[1]  # the folder the command ran in
+    assert facts["metrics"] == [(tested.relative_to(here) / "metrics.csv").as_posix()]
+
+    predicted = run_cli("predict", "--run", str(smoke_run), "--ckpt", "last")
+    facts = parse_summary(capsys.readouterr().out)
+    assert read_manifest(predicted)["ckpt_path"].endswith("last.ckpt")
+    written = predicted.relative_to(here) / "predictions.csv"
+    assert facts["predictions"][0].startswith(written.as_posix())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["test", "--run", "."], "not a run folder"),
+        (["test", "--config", "no-such.yaml"], "no such config file"),
+        (["test", "--ckpt_path", "no-such.ckpt"], "no such checkpoint"),
+        (["test", "--ckpt_path", __file__], "not a PyTorch checkpoint"),
+        (["fit", f"--trainer.accelerator={MISSING_ACCELERATOR}"], "available"),
+    ],
+)
+def test_common_mistakes_are_one_line_and_status_2(
+    call_cli: CallCLI, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_cli(*args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_help_names_the_project_and_every_command(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import COMMANDS
+
+    main(["--help"])
+    out = capsys.readouterr().out
+    assert "{{ cookiecutter.project_name | replace('\\', '\\\\') | replace('"', '\\"') }}" in out
+    assert "docs/training.md" in out
+    for name, command in COMMANDS.items():
+        assert command.summary.endswith(".")
+        assert f"  {name}" in out
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    out = capsys.readouterr().out
+    assert "Lightning Trainer command line tool" not in out
+
+
+def test_the_plot_is_labelled_and_marks_the_best_epoch(
+    smoke_run: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from {{ cookiecutter.package_name }}.plots import plot_learning_curves
+    from {{ cookiecutter.package_name }}.run import read_metrics as rows_of
+
+    with Image.open(smoke_run / "learning_curves.png") as image:
+        text = dict(getattr(image, "text", {}))
+    assert text["Title"] == smoke_run.name
+    assert text["Description"].startswith("best epoch: ")
+
+    rows = [
+        {"epoch": 0, "val_loss": 2.0},
+        {"epoch": 1, "val_loss": 1.0},
+        {"epoch": 2, "val_loss": 1.5, "train_loss": 1.2},
+    ]
+    png = tmp_path / "p.png"
+    figure = plot_learning_curves(rows, png, title="x", monitor="val_loss")
+    (ax,) = figure.axes
+    assert figure.get_suptitle() == "x"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "loss")
+    assert "best (epoch 1)" in [line.get_label() for line in ax.get_lines()]
+    assert rows_of(smoke_run / "metrics.csv")

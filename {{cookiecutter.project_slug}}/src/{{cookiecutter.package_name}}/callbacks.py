@@ -1,4 +1,4 @@
-"""Callbacks that keep a run's record in its run folder.
+"""Callbacks that keep a run's record in its run folder, and report on it.
 
 They read metrics from ``trainer.callback_metrics``, never from a logger's
 files, so the record looks the same whichever logger is configured (or none).
@@ -21,8 +21,20 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from typing_extensions import override
 
+from .cli import COMMANDS, PROGRAM
 from .plots import plot_learning_curves
-from .run import CONFIG, MANIFEST, METRICS, PLOT, PREDICTIONS, Row, read_metrics
+from .run import (
+    BEST_CHECKPOINT,
+    CONFIG,
+    LAST_CHECKPOINT,
+    MANIFEST,
+    METRICS,
+    PLOT,
+    PREDICTIONS,
+    Row,
+    read_metrics,
+)
+from .summary import Summary
 
 
 class RunFolder(pl.Callback):
@@ -146,9 +158,21 @@ class RunFolder(pl.Callback):
             status = "failed"
         self._finish(trainer, status, error=f"{type(exception).__name__}: {exception}")
 
+    @property
+    def written(self) -> dict[str, Any]:
+        """The manifest as last written (empty before ``setup``, and off rank zero)."""
+        return self._written
+
     def _plot(self, trainer: pl.Trainer) -> None:
         if trainer.is_global_zero and self.rows:
-            plot_learning_curves(self.rows, self.run_dir / PLOT)
+            checkpoint = trainer.checkpoint_callback
+            plot_learning_curves(
+                self.rows,
+                self.run_dir / PLOT,
+                title=self.run_dir.name,
+                monitor=getattr(checkpoint, "monitor", None),
+                mode=getattr(checkpoint, "mode", "min"),
+            )
 
     def _finish(
         self, trainer: pl.Trainer, status: str, error: str | None = None
@@ -202,6 +226,168 @@ class RunFolder(pl.Callback):
             writer = csv.DictWriter(file, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
+
+
+class RunSummary(pl.Callback):
+    """Print, at the end of a command, what it did and what to run next.
+
+    A few ``label: value`` lines (see the ``summary`` module) from the global
+    rank-zero process, printed whether or not a progress bar is shown: after
+    ``fit``, the run folder, the best checkpoint and its monitored value, the
+    last validation metrics, the plot and the commands that use this run;
+    after ``validate``/``test``/``predict``, the metrics and where the results
+    are; after a failure or Ctrl+C, what the run folder kept. Put it after
+    the other callbacks: it reports what they wrote.
+    """
+
+    def __init__(self, record: RunFolder) -> None:
+        """Report on the run that ``record`` writes.
+
+        Args:
+            record: The run's :class:`RunFolder` callback.
+        """
+        self.record = record
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Summarise the finished training."""
+        if trainer.is_global_zero:
+            fit_summary(trainer, self.record).print()
+
+    def on_validation_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """For ``validate``, summarise the scores."""
+        if trainer.is_global_zero and trainer.state.fn == "validate":
+            evaluation_summary(trainer, self.record, "validate").print()
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Summarise the test scores."""
+        if trainer.is_global_zero:
+            evaluation_summary(trainer, self.record, "test").print()
+
+    def on_predict_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        """Summarise where the predictions are."""
+        if trainer.is_global_zero:
+            evaluation_summary(trainer, self.record, "predict").print()
+
+    def on_exception(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        exception: BaseException,
+    ) -> None:
+        """Say how the command ended and what its run folder kept."""
+        if trainer.is_global_zero:
+            stopped_summary(trainer, self.record, exception).print()
+
+
+def fit_summary(trainer: pl.Trainer, record: RunFolder) -> Summary:
+    """What a finished ``fit`` tells its user."""
+    run = record.run_dir
+    duration = float(record.written.get("duration_s", 0.0))
+    summary = Summary(
+        f"fit complete: {trainer.current_epoch} epochs in {duration:.1f} s"
+    )
+    summary.add("run", run)
+    checkpoint = trainer.checkpoint_callback
+    best = getattr(checkpoint, "best_model_path", "")
+    if best and Path(best).is_absolute() and Path(best).is_relative_to(Path.cwd()):
+        best = Path(best).relative_to(Path.cwd()).as_posix()
+    if best:
+        score = getattr(checkpoint, "best_model_score", None)
+        monitor = getattr(checkpoint, "monitor", None)
+        if score is not None and monitor:
+            best += f" ({monitor} {_number(float(score))})"
+        summary.add("best checkpoint", best)
+    last = record.rows[-1] if record.rows else {}
+    for key, value in last.items():
+        if key.startswith("val_"):
+            summary.add(key, _number(value))
+    summary.add("epochs", trainer.current_epoch)
+    summary.add("duration", f"{duration:.1f} s")
+    if (run / PLOT).is_file():
+        summary.add("plot", run / PLOT)
+    for words in next_commands(run):
+        summary.suggest(*words)
+    return summary
+
+
+def next_commands(run: Path) -> list[list[str | Path]]:
+    """The commands that use a trained run, for those this project has."""
+    commands: list[list[str | Path]] = [
+        [PROGRAM, "test", "--run", run],
+        [PROGRAM, "predict", "--run", run],
+    ]
+    if "export" in COMMANDS:
+        commands.append([PROGRAM, "export", run])
+    if "tune" in COMMANDS:
+        commands.append([PROGRAM, "tune", "--config", run / CONFIG])
+    return commands
+
+
+def evaluation_summary(trainer: pl.Trainer, record: RunFolder, fn: str) -> Summary:
+    """What a finished ``validate``, ``test`` or ``predict`` tells its user."""
+    run = record.run_dir
+    summary = Summary(f"{fn} complete").add("run", run)
+    checkpoint = record.manifest.get("ckpt_path")
+    if checkpoint:
+        summary.add("checkpoint", checkpoint)
+    if fn == "predict":
+        written = sorted(run.glob("predictions*.csv"))
+        for path in written:
+            with path.open(encoding="utf-8") as file:
+                count = sum(1 for _ in file) - 1
+            summary.add("predictions", f"{path.as_posix()} ({count} rows)")
+    else:
+        for key, value in (record.rows[0] if record.rows else {}).items():
+            summary.add(key, _number(value))
+        summary.add("metrics", run / METRICS)
+    source = _source_run(checkpoint)
+    if source is not None:
+        for words in next_commands(source):
+            if words[1] != fn:
+                summary.suggest(*words)
+    return summary
+
+
+def stopped_summary(
+    trainer: pl.Trainer, record: RunFolder, exception: BaseException
+) -> Summary:
+    """What a failed or interrupted command tells its user: what was kept."""
+    run = record.run_dir
+    status = str(record.written.get("status", "failed"))
+    fn = str(trainer.state.fn or "run")
+    title = f"{fn} {status}"
+    if not isinstance(exception, KeyboardInterrupt):
+        title += f": {type(exception).__name__}: {exception}".splitlines()[0]
+    summary = Summary(title).add("run", run)
+    kept = [name for name in (CONFIG, MANIFEST, PLOT) if (run / name).is_file()]
+    if (run / METRICS).is_file():
+        kept.append(f"{METRICS} ({len(record.rows)} rows)")
+    kept += [
+        name for name in (BEST_CHECKPOINT, LAST_CHECKPOINT) if (run / name).is_file()
+    ]
+    summary.add("kept", ", ".join(kept) or "nothing")
+    if fn == "fit" and (run / LAST_CHECKPOINT).is_file():
+        summary.suggest(PROGRAM, "fit", "--resume", run)
+    return summary
+
+
+def _source_run(checkpoint: object) -> Path | None:
+    """The run folder a checkpoint file belongs to, if it is in one."""
+    if not isinstance(checkpoint, str) or not checkpoint:
+        return None
+    folder = Path(checkpoint).parent
+    if folder.name == "checkpoints" and (folder.parent / CONFIG).is_file():
+        return folder.parent
+    return None
+
+
+def _number(value: float | int) -> str:
+    """A metric as a short number: 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 class PredictionWriter(BasePredictionWriter):

@@ -9,6 +9,11 @@ LightningCLI this adds:
   resolved config, a manifest, metrics, plots and checkpoints. Any string in
   the config may say ``{run_dir}`` (or ``{run_name}``) to point into it;
 - ``fit --resume RUN``, which continues RUN from its last checkpoint;
+- ``validate``/``test``/``predict --run RUN``, which score RUN's best
+  checkpoint with its config (``--ckpt last`` for its last one); these
+  commands refuse to run without trained weights;
+- a summary at the end of every command (see ``callbacks.RunSummary``), and
+  one-line errors for the common mistakes (``errors.UsageError``);
 - reproducible defaults: a fixed seed and deterministic algorithms.
 
 See ``docs/training.md`` for a walk-through.
@@ -20,24 +25,26 @@ import logging
 import os
 import sys
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
-from .callbacks import PredictionWriter, RunFolder
+from .callbacks import PredictionWriter, RunFolder, RunSummary
+from .cli import COMMANDS, PROGRAM
 {%- if cookiecutter.dataset == "digits" %}
 from .data import DigitsDataModule as DataModule
 {%- else %}
 from .mnist import MNISTDataModule as DataModule
 {%- endif %}
+from .errors import UsageError
 from .run import (
-    CONFIG,
-    LAST_CHECKPOINT,
     RUN_DIR,
 {%- if cookiecutter.logger in ["mlflow", "wandb"] %}
     RUN_NAME,
@@ -46,6 +53,7 @@ from .run import (
     command_line,
     fill_placeholders,
     new_run_dir,
+    open_run,
 )
 from .system import Classifier
 
@@ -148,6 +156,7 @@ class CLI(LightningCLI):
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_callback=None,  # RunFolder saves it, in the run folder
             auto_configure_optimizers=False,  # the model configures its optimiser
+            parser_kwargs=parser_descriptions(),
         )
 
     @override
@@ -202,7 +211,23 @@ class CLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, first spelling ``--resume RUN`` out into the options it stands for."""
         words = sys.argv[1:] if args is None else list(args)
-        self.config = parser.parse_args(_expand_resume(words, parser))
+        self.config = parser.parse_args(expand_run_options(words))
+        subcommand = self.config.get("subcommand")
+        if subcommand:  # before LightningCLI reads the checkpoint's hyperparameters
+            check_checkpoint(subcommand, self.config[subcommand])
+
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Build the Trainer; a setting this machine cannot honour is a usage error.
+
+        Lightning raises for an accelerator that is not there (naming those
+        that are), or devices it cannot use; that is one line, not a traceback.
+        """
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError) as error:
+            message = " ".join(str(error).replace("`", "").split())
+            raise UsageError(f"trainer: {message}") from error
 
     @override
     def before_instantiate_classes(self) -> None:
@@ -212,10 +237,13 @@ class CLI(LightningCLI):
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
         if config.resume and subcommand != "fit":
-            self.parser.error(
-                f"--resume continues training: use it with fit, not {subcommand}."
-                f" To evaluate a run: {subcommand} --config RUN/{CONFIG}"
-                f" --ckpt_path RUN/{LAST_CHECKPOINT}"
+            raise UsageError(
+                f"--resume continues training: use it with fit, not {subcommand};"
+                f" to evaluate a run: {PROGRAM} {subcommand} --run RUN"
+            )
+        if config.resume:  # the run's checkpoints are meant to be there
+            warnings.filterwarnings(
+                "ignore", ".*Checkpoint directory .* exists and is not empty"
             )
         run_dir = (
             Path(config.resume)
@@ -243,33 +271,135 @@ class CLI(LightningCLI):
         )
         manifest["ckpt_path"] = config.get("ckpt_path")
         manifest.update(self.extra_manifest)
-        callbacks: list[Any] = [RunFolder(run_dir, config_yaml, manifest)]
-        callbacks += self.extra_callbacks
+        record = RunFolder(run_dir, config_yaml, manifest)
+        callbacks: list[Any] = [record, *self.extra_callbacks]
         if subcommand == "predict":
             callbacks.append(PredictionWriter(run_dir))
+        callbacks.append(RunSummary(record))  # last: it reports what the others did
         # LightningCLI adds the callbacks of trainer_defaults to every Trainer.
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
 
 
-def _expand_resume(words: list[str], parser: LightningArgumentParser) -> list[str]:
-    """Replace ``--resume RUN`` by RUN's config, its last checkpoint and RUN.
+def parser_descriptions() -> dict[str, Any]:
+    """``parser_kwargs`` for LightningCLI: ``--help`` texts that name the project."""
+    from . import __doc__ as package_doc
 
-    Options after ``--resume`` still override the run's config, for instance
+    # The package docstring: a first line, then the project's name and description.
+    about = [" ".join(part.split()) for part in (package_doc or "").split("\n\n")[1:]]
+    project = ": ".join(part for part in about if part)
+    kwargs: dict[str, Any] = {"prog": PROGRAM, "description": project}
+    for name, command in COMMANDS.items():
+        if command.module == "train":
+            text = f"{project.rstrip('.')}. {name}: {command.summary}"
+            if name != "fit":
+                text += EVALUATE_HELP
+            kwargs[name] = {"description": text}
+    return kwargs
+
+
+EVALUATE_HELP = (
+    " Give the trained weights with --run RUN (a run folder written by fit: its"
+    " config and best checkpoint; add --ckpt last for its last checkpoint, or"
+    " --ckpt FILE), or with --config FILE --ckpt_path FILE."
+)
+"""How ``validate``, ``test`` and ``predict`` get their checkpoint, for ``--help``."""
+
+EVALUATING = ("validate", "test", "predict")
+"""The subcommands that need trained weights."""
+
+
+def expand_run_options(words: list[str]) -> list[str]:
+    """Spell out ``--resume RUN``, ``--run RUN`` and ``--ckpt``; check given files.
+
+    - ``fit --resume RUN``: RUN's config, its last checkpoint, and RUN as the
+      folder to continue in.
+    - ``--run RUN`` (validate, test, predict): RUN's config and its best
+      checkpoint, or with ``--ckpt last`` its last one (``--ckpt FILE``: any
+      checkpoint file).
+
+    Options after these still override the run's config, for instance
     ``fit --resume runs/X --trainer.max_epochs 40`` trains X for longer.
+
+    Raises:
+        UsageError: A run folder that is not one, a checkpoint it lacks, or a
+            ``--config`` file that does not exist or cannot be read.
     """
+    subcommand = words[0] if words else ""
     expanded: list[str] = []
+    run, ckpt = None, None
     remaining = iter(words)
     for word in remaining:
-        if word != "--resume" and not word.startswith("--resume="):
+        option, equals, value = word.partition("=")
+        if option not in ("--resume", "--run", "--ckpt", "--config"):
             expanded.append(word)
             continue
-        run = Path(word.partition("=")[2] or next(remaining, ""))
-        for needed in (run / CONFIG, run / LAST_CHECKPOINT):
-            if not needed.is_file():
-                parser.error(f"--resume {run}: {needed} not found; is it a run folder?")
-        expanded += ["--config", str(run / CONFIG)]
-        expanded += ["--ckpt_path", str(run / LAST_CHECKPOINT), "--resume", str(run)]
+        value = value if equals else next(remaining, "")
+        if not value or value.startswith("--"):
+            raise UsageError(f"{option} needs a value")
+        if option == "--resume":
+            resumed = open_run(value)
+            expanded += ["--config", str(resumed.config_path)]
+            last = resumed.checkpoint("last")
+            expanded += ["--ckpt_path", str(last), "--resume", value]
+        elif option == "--config":
+            check_readable("--config", Path(value), "config file")
+            expanded += ["--config", value]
+        elif option == "--run":
+            run = open_run(value)
+            expanded += ["--config", str(run.config_path)]
+        else:
+            ckpt = value
+    if ckpt is not None and run is None:
+        if ckpt in ("best", "last"):
+            raise UsageError(
+                f"--ckpt {ckpt} picks a checkpoint of --run RUN; add --run"
+            )
+        expanded += ["--ckpt_path", ckpt]
+    elif run is not None:
+        if subcommand not in EVALUATING:
+            raise UsageError(
+                f"--run RUN is for {', '.join(EVALUATING)}; to continue a run's"
+                f" training: {PROGRAM} fit --resume RUN"
+            )
+        expanded += ["--ckpt_path", str(run.checkpoint(ckpt or "best"))]
     return expanded
+
+
+def check_readable(option: str, path: Path, what: str) -> None:
+    """Raise a :class:`UsageError` unless ``path`` is a file that can be read."""
+    if not path.is_file():
+        raise UsageError(f"{option} {path}: no such {what}")
+    try:
+        with path.open("rb") as file:
+            file.read(1)
+    except OSError as error:
+        raise UsageError(
+            f"{option} {path}: cannot read it ({error.strerror})"
+        ) from None
+
+
+def check_checkpoint(subcommand: str, config: Any) -> None:
+    """Refuse to evaluate untrained weights, or a checkpoint that is not one.
+
+    Raises:
+        UsageError: ``validate``/``test``/``predict`` without a checkpoint
+            (unless it is a ``fast_dev_run`` smoke test), or a ``ckpt_path``
+            that is missing, unreadable or not a PyTorch checkpoint.
+    """
+    path = config.get("ckpt_path")
+    if not path:
+        if subcommand in EVALUATING and not config.trainer.fast_dev_run:
+            raise UsageError(
+                f"{subcommand} needs trained weights, or it would score a random"
+                f" model: {PROGRAM} {subcommand} --run RUN (a folder in runs/;"
+                " --ckpt last for its last checkpoint) or --ckpt_path FILE"
+            )
+        return
+    if path in ("best", "last", "hpc", "registry") or "://" in path:
+        return  # Lightning's own names and remote files: Lightning checks them
+    check_readable("--ckpt_path", Path(path), "checkpoint")
+    if not zipfile.is_zipfile(path):  # what torch.save writes
+        raise UsageError(f"--ckpt_path {path}: not a PyTorch checkpoint file")
 
 
 def _hide_lightning_tips(record: logging.LogRecord) -> bool:
