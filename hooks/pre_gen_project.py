@@ -762,15 +762,15 @@ def derived_default(key: str, template: Mapping[str, Any], answers: Mapping[str,
     if not isinstance(raw, str) or "{" not in raw:
         return None
     try:
-        from cookiecutter.environment import StrictEnvironment
-        from cookiecutter.prompt import render_variable
+        from cookiecutter.environment import StrictEnvironment  # type: ignore[import-untyped]
+        from cookiecutter.prompt import render_variable  # type: ignore[import-untyped]
 
         repo = template_dir(answers)
         if repo and repo not in sys.path:
             sys.path.insert(0, repo)  # the template's local Jinja extensions
         env = StrictEnvironment(context={"cookiecutter": dict(template)})
         return render_variable(env, raw, dict(answers))
-    except Exception:  # noqa: BLE001 - a retry hint must never break the message
+    except Exception:  # a retry hint must never break the message
         return None
 
 
