@@ -63,7 +63,9 @@ def test_gitlab_pipeline_lint_and_test_jobs_pass(
     missing = [name for name in ("git", "rsync") if shutil.which(name) is None]
     if missing:
         pytest.skip(f"gitlab-ci-local needs {' and '.join(missing)} (not installed)")
-    project = bake_for_e2e(bake, e2e_dir, "gitlab", {"ci": "gitlab"}, pytorch_index, mirror_url)
+    # Its own repository (with a remote), not the one a bake makes by default.
+    options = {"ci": "gitlab", "init_git": "no"}
+    project = bake_for_e2e(bake, e2e_dir, "gitlab", options, pytorch_index, mirror_url)
     git(project, "init", "--quiet", "--initial-branch", "main")
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "--message", "baked")
