@@ -40,10 +40,11 @@ from .callbacks import PredictionWriter, RunFolder, RunSummary
 from .cli import COMMANDS, PROGRAM
 {%- if cookiecutter.dataset == "digits" %}
 from .data import DigitsDataModule as DataModule
+from .errors import UsageError
 {%- else %}
+from .errors import UsageError
 from .mnist import MNISTDataModule as DataModule
 {%- endif %}
-from .errors import UsageError
 from .run import (
     RUN_DIR,
 {%- if cookiecutter.logger in ["mlflow", "wandb"] %}
