@@ -248,11 +248,13 @@ class RunSummary(pl.Callback):
         """
         self.record = record
 
+    @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Summarise the finished training."""
         if trainer.is_global_zero:
             fit_summary(trainer, self.record).print()
 
+    @override
     def on_validation_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
@@ -260,11 +262,13 @@ class RunSummary(pl.Callback):
         if trainer.is_global_zero and trainer.state.fn == "validate":
             evaluation_summary(trainer, self.record, "validate").print()
 
+    @override
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Summarise the test scores."""
         if trainer.is_global_zero:
             evaluation_summary(trainer, self.record, "test").print()
 
+    @override
     def on_predict_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
@@ -272,6 +276,7 @@ class RunSummary(pl.Callback):
         if trainer.is_global_zero:
             evaluation_summary(trainer, self.record, "predict").print()
 
+    @override
     def on_exception(
         self,
         trainer: pl.Trainer,
