@@ -284,10 +284,10 @@ def _http(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any
         connection.close()
 
 
+# One variant is enough: the serve group does not depend on the options.
+@pytest.mark.parametrize("workspace", ["default"], indirect=True)
 def test_serve_only_install(workspace: Workspace, e2e_dir: Path) -> None:
     """Export with the training install; a second, serve-only install serves it without torch."""
-    if workspace.name != "default":
-        pytest.skip("one variant is enough: the serve group does not depend on the options")
     workspace.needs("install")
     slug = workspace.project.answers["project_slug"]
     package = workspace.project.answers["package_name"]
