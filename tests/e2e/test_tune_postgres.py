@@ -151,6 +151,12 @@ def test_two_workers_share_a_study_on_postgresql(
         "--trials",
         "6",
     ]
+    # Optuna creates its tables on first use; two workers doing that at the same
+    # instant on an empty database race (duplicate alembic_version type), so the
+    # schema is made once first, as a cluster's first job would.
+    import optuna
+
+    optuna.storages.RDBStorage(postgres_url).remove_session()
     workers = [
         subprocess.Popen(
             command,
