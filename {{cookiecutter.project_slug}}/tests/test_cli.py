@@ -12,9 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
 
+from conftest import QUIET
+from {{ cookiecutter.package_name }} import train
 from {{ cookiecutter.package_name }}.cli import main
 
 MISSING_ACCELERATOR = "mps" if torch.cuda.is_available() else "cuda"
@@ -316,6 +321,90 @@ def test_help_names_the_project_and_every_command(
         main(["fit", "--help"])
     out = capsys.readouterr().out
     assert "Lightning Trainer command line tool" not in out
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_each_training_command_has_its_own_help(
+    subcommand: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import COMMANDS
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([subcommand, "--help"])
+    assert exit_info.value.code in (0, None)
+    out = " ".join(capsys.readouterr().out.split())
+    assert f" {subcommand} [-c CONFIG]" in out
+    assert COMMANDS[subcommand].summary in out
+    assert "--trainer.max_epochs" in out
+
+
+class _SeesTheProgressBar(Callback):
+    """Records which progress bar the Trainer was given."""
+
+    def __init__(self) -> None:
+        self.bar: object = "not seen"
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.bar = trainer.progress_bar_callback
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--trainer.enable_progress_bar=true"], "ProgressBar"),
+        ([], "NoneType"),
+        (
+            [
+                "--trainer.enable_progress_bar=true",
+                "--trainer.callbacks+=lightning.pytorch.callbacks.TQDMProgressBar",
+            ],
+            "TQDMProgressBar",
+        ),
+    ],
+    ids=["on", "off", "configured"],
+)
+def test_fit_draws_the_throttled_progress_bar_unless_told_otherwise(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[str],
+    expected: str,
+) -> None:
+    seen = _SeesTheProgressBar()
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", *QUIET, "--config", SMOKE_CONFIG, "--trainer.max_epochs=1"]
+    train.main([*args, *options], callbacks=[seen])
+    assert type(seen.bar).__name__ == expected
+
+
+def test_the_progress_bar_redraws_by_time_not_by_batch(
+    make_trainer: Callable[..., pl.Trainer],
+    make_model: Callable[..., Any],
+    datamodule: pl.LightningDataModule,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from {{ cookiecutter.package_name }}.callbacks import ProgressBar
+
+    def drawn(bar: TQDMProgressBar) -> str:
+        trainer = make_trainer(
+            callbacks=[bar],
+            enable_progress_bar=True,
+            limit_train_batches=5,
+            limit_val_batches=1,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(make_model(), datamodule=datamodule)
+        return capsys.readouterr().out  # Lightning's bars write to stdout
+
+    every_batch = drawn(TQDMProgressBar(refresh_rate=1))
+    assert all(f"{n}/5" in every_batch for n in range(1, 6))
+    # Nothing waits a minute between batches: the first and last are drawn.
+    by_time = drawn(ProgressBar(refresh_interval=60))
+    assert "1/5" in by_time
+    assert "5/5" in by_time
+    assert not any(f"{n}/5" in by_time for n in range(2, 5))
 
 
 def test_the_plot_is_labelled_and_marks_the_best_epoch(

@@ -18,7 +18,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from typing_extensions import override
 
 from .cli import COMMANDS, PROGRAM
@@ -226,6 +226,39 @@ class RunFolder(pl.Callback):
             writer = csv.DictWriter(file, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's tqdm progress bar, redrawn at most every ``refresh_interval`` s.
+
+    ``TQDMProgressBar`` redraws after every ``refresh_rate`` batches, which for
+    a small network costs more than the step itself (a redraw formats every
+    metric and writes to the terminal). This bar redraws when
+    ``refresh_interval`` seconds have passed since its last redraw, and at
+    the end of each loop, so it looks the same to a person at any speed of
+    training.
+    """
+
+    def __init__(self, refresh_interval: float = 0.1, **kwargs: Any) -> None:
+        """Redraw at most every ``refresh_interval`` seconds.
+
+        Args:
+            refresh_interval: Seconds between two redraws within a loop.
+            **kwargs: ``TQDMProgressBar``'s own options (``leave``, ...).
+        """
+        super().__init__(**kwargs)
+        self.refresh_interval = refresh_interval
+        self._last_redraw = -float("inf")
+
+    @override
+    def _should_update(self, current: int, total: int) -> bool:
+        if not self.is_enabled:
+            return False
+        now = time.monotonic()
+        if current == total or now - self._last_redraw >= self.refresh_interval:
+            self._last_redraw = now
+            return True
+        return False
 
 
 class RunSummary(pl.Callback):

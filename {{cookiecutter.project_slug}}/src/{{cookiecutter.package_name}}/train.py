@@ -26,17 +26,18 @@ import os
 import sys
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
-from .callbacks import PredictionWriter, RunFolder, RunSummary
+from .callbacks import PredictionWriter, ProgressBar, RunFolder, RunSummary
 from .cli import COMMANDS, PROGRAM
 {%- if cookiecutter.dataset == "digits" %}
 from .data import DigitsDataModule as DataModule
@@ -147,6 +148,8 @@ class CLI(LightningCLI):
             manifest: More manifest entries (``tune`` records the trial).
         """
         self.command = command_line(args)
+        words = sys.argv[1:] if args is None else args
+        self.chosen = words[0] if words else ""
         self.extra_callbacks = list(callbacks)
         self.extra_manifest = dict(manifest or {})
         super().__init__(
@@ -157,8 +160,20 @@ class CLI(LightningCLI):
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_callback=None,  # RunFolder saves it, in the run folder
             auto_configure_optimizers=False,  # the model configures its optimiser
-            parser_kwargs=parser_descriptions(),
+            parser_kwargs=parser_descriptions(self.subcommands()),
         )
+
+    @override
+    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
+        """The subcommand this command line was started with, or all four.
+
+        ``cli.py`` has chosen the subcommand already, so only its parser is
+        built: each of the others would cost as long again, since a parser
+        reads every option of the model, the data and the Trainer. (Lightning
+        declares this method static but calls it on the instance.)
+        """
+        every = LightningCLI.subcommands()
+        return {self.chosen: every[self.chosen]} if self.chosen in every else every
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -223,7 +238,20 @@ class CLI(LightningCLI):
 
         Lightning raises for an accelerator that is not there (naming those
         that are), or devices it cannot use; that is one line, not a traceback.
+        The progress bar is :class:`~.callbacks.ProgressBar` unless it is
+        turned off or ``trainer.callbacks`` names one.
         """
+        trainer = self.config_init[str(self.subcommand)]["trainer"]
+        given = trainer.get("callbacks") or []
+        given = given if isinstance(given, list) else [given]
+        if trainer.get("enable_progress_bar") is not False and not any(
+            isinstance(callback, LightningProgressBar) for callback in given
+        ):
+            defaults = self.trainer_defaults.get("callbacks", [])
+            self.trainer_defaults = {
+                **self.trainer_defaults,
+                "callbacks": [*defaults, ProgressBar()],
+            }
         try:
             return super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError) as error:
@@ -281,17 +309,21 @@ class CLI(LightningCLI):
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
 
 
-def parser_descriptions() -> dict[str, Any]:
-    """``parser_kwargs`` for LightningCLI: ``--help`` texts that name the project."""
+def parser_descriptions(subcommands: Iterable[str]) -> dict[str, Any]:
+    """``parser_kwargs`` for LightningCLI: ``--help`` texts that name the project.
+
+    Args:
+        subcommands: The subcommands whose parsers are built.
+    """
     from . import __doc__ as package_doc
 
     # The package docstring: a first line, then the project's name and description.
     about = [" ".join(part.split()) for part in (package_doc or "").split("\n\n")[1:]]
     project = ": ".join(part for part in about if part)
     kwargs: dict[str, Any] = {"prog": PROGRAM, "description": project}
-    for name, command in COMMANDS.items():
-        if command.module == "train":
-            text = f"{project.rstrip('.')}. {name}: {command.summary}"
+    for name in subcommands:
+        if COMMANDS[name].module == "train":
+            text = f"{project.rstrip('.')}. {name}: {COMMANDS[name].summary}"
             if name != "fit":
                 text += EVALUATE_HELP
             kwargs[name] = {"description": text}
