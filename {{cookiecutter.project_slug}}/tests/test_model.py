@@ -87,6 +87,23 @@ def test_steps_accumulate_every_batch_and_log_once(
     assert model.train_acc.compute().item() == pytest.approx(whole.item())
 
 
+def test_epoch_accuracy_equals_torchmetrics_batch_by_batch() -> None:
+    from {{ cookiecutter.package_name }}.system import EpochAccuracy
+
+    generator = torch.Generator().manual_seed(1)
+    cheap, reference = EpochAccuracy(num_classes=10), MulticlassAccuracy(num_classes=10)
+    for _epoch in range(2):
+        for size in (64, 64, 17):
+            logits = torch.randn(size, 10, generator=generator)
+            targets = torch.randint(0, 10, (size,), generator=generator)
+            cheap.update(logits, targets)
+            reference.update(logits, targets)
+        assert torch.equal(cheap.compute(), reference.compute())
+        cheap.reset()
+        reference.reset()
+    assert cheap.preds == []
+
+
 def test_test_and_predict_steps(
     model: Classifier, batch: Batch, logged: dict[str, Any]
 ) -> None:
