@@ -1,4 +1,10 @@
-"""The baked project's own test suite, and its floor: importing Lightning in the same venv."""
+"""The baked project's own test suite, and its floor: importing Lightning in the same venv.
+
+Besides the wall times, where the suite's time goes: how long pytest takes to
+start and collect (``--collect-only``: the imports of the test modules, among
+them Lightning's), and the seconds each test file spends in its tests
+(``--durations=0``, setup and teardown included), largest first.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from bench.common import (
     seconds,
     tool,
 )
+from bench.fast_tier import slowest
 
 
 def measure(project: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -40,16 +47,29 @@ def measure(project: Path, env: Mapping[str, str]) -> dict[str, Any]:
         "suite": lambda: [python, "-m", "pytest", "-m", "not slow", "-q", "-p", "no:randomly"],
         "import_lightning": lambda: [python, "-c", "import lightning"],
     }
+    commands["collect"] = lambda: [python, "-m", "pytest", "-m", "not slow", "-q", "--co"]
     times = interleaved(commands, runs=3, warmup=0, cwd=project, env=env)
     medians = {name: median(values) for name, values in times.items()}
     result["floor"] = {
         "times_s": times,
         "suite_s": medians["suite"],
         "import_lightning_s": medians["import_lightning"],
+        "collect_s": medians["collect"],
         "ratio": ratio(medians["suite"], medians["import_lightning"]),
     }
+    ran = run([*commands["suite"](), "--durations=0"], cwd=project, env=env, timeout=1800)
+    result["floor"]["files_s"] = seconds_per_file(slowest(ran.output))
     log(
         f"  suite {seconds(medians['suite'])} vs import lightning"
         f" {seconds(medians['import_lightning'])}: {result['floor']['ratio']:.2f}x"
     )
     return result
+
+
+def seconds_per_file(durations: list[dict[str, Any]]) -> dict[str, float]:
+    """The seconds of ``--durations`` lines added up per test file, largest first."""
+    files: dict[str, float] = {}
+    for entry in durations:
+        name = entry["test"].split("::", 1)[0]
+        files[name] = files.get(name, 0.0) + entry["s"]
+    return {name: round(s, 2) for name, s in sorted(files.items(), key=lambda item: -item[1])}

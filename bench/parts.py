@@ -42,7 +42,7 @@ PARTS = (
     Part(
         "training",
         "bench.training",
-        "Trainer.fit beside a plain PyTorch loop",
+        "Trainer.fit beside plain PyTorch and Lightning's barebones floor",
         lambda args: {"runs": args.fit_runs},
     ),
     Part("search", "bench.search", "a 16-trial Optuna study with 1 and 2 workers"),

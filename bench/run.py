@@ -53,8 +53,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fit-runs",
         type=int,
-        default=3,
-        help="timed training runs to take the median of (default 3)",
+        default=5,
+        help="timed training runs (and of each reference) to take the median of (default 5)",
     )
     parser.add_argument(
         "--json",

@@ -1,10 +1,21 @@
-"""Training: the baked ``Trainer.fit`` beside a plain PyTorch loop doing the same work.
+"""Training: the baked ``Trainer.fit`` beside plain PyTorch doing the same work.
 
 ``measure`` alternates, in one run, the CLI's ``fit --config configs/default.yaml``
-(``Trainer.fit`` timed inside the process) and ``bench/plain_loop.py`` (no
-Lightning: the same split, MLP, Adam, batches, epochs, thread and seed), both
-with the project's Python; the ratio of their medians is the headline figure.
-Then the console script alone (whole process, peak memory) and once through
+(``Trainer.fit`` timed inside the process) with three references, all run with
+the project's Python on the same data, network, optimiser, batches, epochs,
+thread and seed, each reaching the same validation accuracy:
+
+- ``plain``: ``bench/plain_loop.py``, the arithmetic alone (no Lightning, no record);
+- ``plain_record``: ``bench/plain_loop.py --record``, the same loop keeping the
+  record a ``fit`` keeps (per-epoch training metrics, ``metrics.csv``, last and
+  best checkpoints with the optimiser state, the learning-curve PNG);
+- ``floor``: ``bench/lightning_floor.py``, the arithmetic under
+  ``Trainer(barebones=True)``: Lightning's own loop with every feature off.
+
+The ratios of the medians say what Lightning costs (floor / plain) and what the
+template's features cost on top (fit / floor); fit / plain_record is the
+headline: the training system against hand-written code doing its work. Then
+the console script alone (whole process, peak memory) and once through
 ``poetry run``.
 """
 
@@ -12,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +32,9 @@ from typing import Any
 from bench.common import ROOT, log, median, ratio, run, run_checked, seconds, test_module, tool
 
 PLAIN_LOOP = ROOT / "bench" / "plain_loop.py"
+LIGHTNING_FLOOR = ROOT / "bench" / "lightning_floor.py"
+REFERENCES = ("plain", "plain_record", "floor")
+"""The references timed beside ``fit``, in the order of the first round."""
 
 
 # Runs the CLI as `<slug> fit --config configs/default.yaml` does, timing Trainer.fit.
@@ -58,17 +73,20 @@ def validation_accuracy(project: Path, since: float) -> dict[str, Any]:
         return {"val_acc": None}
 
 
-def measure(project: Path, env: Mapping[str, str], runs: int = 3) -> dict[str, Any]:
+def measure(project: Path, env: Mapping[str, str], runs: int = 5) -> dict[str, Any]:
     """``fit`` with the default config: ``runs`` timed probes, then the CLI itself once."""
     answers = json.loads((project / ".cookiecutter.json").read_text(encoding="utf-8"))
     answers = answers.get("cookiecutter", answers)
     package, slug = answers["package_name"], answers["project_slug"]
     python = project / ".venv" / "bin" / "python"
     probes: list[dict[str, Any]] = []
-    plain: list[dict[str, Any]] = []
+    references: dict[str, list[dict[str, Any]]] = {name: [] for name in REFERENCES}
     for number in range(runs):
-        if number % 2:  # alternate which goes first
-            plain.append(plain_loop(python, project, env))
+        turn = number % len(REFERENCES)  # each reference takes each place in turn
+        order = [*REFERENCES[turn:], *REFERENCES[:turn]]
+        before, after = (order, []) if number % 2 else ([], order)  # fit first, then last
+        for name in before:
+            references[name].append(reference(name, python, project, env))
         started = time.time()
         ran = run([python, "-c", FIT_PROBE.format(package=package)], cwd=project, env=env)
         if ran.returncode != 0:
@@ -88,8 +106,8 @@ def measure(project: Path, env: Mapping[str, str], runs: int = 3) -> dict[str, A
             f"  fit {number + 1}/{runs}: fit() {seconds(fit_s)}, process {seconds(ran.wall_s)},"
             f" val acc {outcome['val_acc']}"
         )
-        if not number % 2:
-            plain.append(plain_loop(python, project, env))
+        for name in after:
+            references[name].append(reference(name, python, project, env))
     # The command the docs give, through Poetry, once: what a user waits for.
     started = time.time()
     command = [tool("poetry"), "run", slug, "fit", "--config", "configs/default.yaml"]
@@ -106,15 +124,23 @@ def measure(project: Path, env: Mapping[str, str], runs: int = 3) -> dict[str, A
     log(f"  poetry run: {seconds(cli.wall_s)}; console script: {seconds(direct.wall_s)}")
     fits = [p["fit_s"] for p in probes if p["fit_s"] is not None]
     accuracies = [p["val_acc"] for p in probes if p["val_acc"] is not None]
-    plain_s = median([p["fit_s"] for p in plain])
+    fit_s = median(fits) if fits else None
+    medians = {name: median([r["fit_s"] for r in done]) for name, done in references.items()}
     return {
         "runs": runs,
         "probes": probes,
-        "plain": plain,
-        "plain_median_s": plain_s,
-        "plain_val_acc": plain[-1]["val_acc"],
-        "fit_over_plain": ratio(median(fits), plain_s) if fits else None,
-        "fit_median_s": median(fits) if fits else None,
+        "references": references,
+        "plain": references["plain"],
+        "plain_median_s": medians["plain"],
+        "plain_record_median_s": medians["plain_record"],
+        "floor_median_s": medians["floor"],
+        "plain_val_acc": references["plain"][-1]["val_acc"],
+        "reference_val_accs": {name: done[-1]["val_acc"] for name, done in references.items()},
+        "fit_over_plain": ratio(fit_s, medians["plain"]) if fit_s else None,
+        "fit_over_plain_record": ratio(fit_s, medians["plain_record"]) if fit_s else None,
+        "floor_over_plain": ratio(medians["floor"], medians["plain"]),
+        "fit_over_floor": ratio(fit_s, medians["floor"]) if fit_s else None,
+        "fit_median_s": fit_s,
         "val_acc": accuracies[-1] if accuracies else cli_outcome["val_acc"],
         "epochs": probes[-1].get("epochs"),
         "poetry_run_fit_s": cli.wall_s,
@@ -125,9 +151,16 @@ def measure(project: Path, env: Mapping[str, str], runs: int = 3) -> dict[str, A
     }
 
 
-def plain_loop(python: Path, project: Path, env: Mapping[str, str]) -> dict[str, Any]:
-    """One run of ``bench/plain_loop.py`` with the project's Python: its JSON line."""
-    ran = run_checked([python, PLAIN_LOOP], cwd=project, env=env)
+def reference(name: str, python: Path, project: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """One run of a reference (``REFERENCES``) with the project's Python: its JSON line."""
+    with tempfile.TemporaryDirectory(prefix="bench-plain-record-") as record:
+        commands: dict[str, list[str | Path]] = {
+            "plain": [python, PLAIN_LOOP],
+            "plain_record": [python, PLAIN_LOOP, "--record", record],
+            "floor": [python, LIGHTNING_FLOOR],
+        }
+        command = commands[name]
+        ran = run_checked(command, cwd=project, env=env)
     result: dict[str, Any] = json.loads(ran.output.strip().splitlines()[-1])
-    log(f"  plain loop: {seconds(result['fit_s'])}, val acc {result['val_acc']:.4f}")
+    log(f"  {name}: {seconds(result['fit_s'])}, val acc {result['val_acc']:.4f}")
     return result

@@ -22,7 +22,16 @@ def _load_bench() -> Any:
     """The bench package's modules as one namespace (the repository root on sys.path)."""
     if str(TEMPLATE_DIR) not in sys.path:
         sys.path.insert(0, str(TEMPLATE_DIR))
-    names = ("common", "bakes", "fast_tier", "project", "report", "parts", "training")
+    names = (
+        "common",
+        "bakes",
+        "fast_tier",
+        "project",
+        "report",
+        "parts",
+        "training",
+        "baked_suite",
+    )
     modules = [importlib.import_module(f"bench.{name}") for name in names]
     spec = importlib.util.spec_from_file_location("bench_run", TEMPLATE_DIR / "bench" / "run.py")
     assert spec is not None
@@ -180,14 +189,26 @@ def sample_results() -> dict[str, Any]:
             "baked_suite": {
                 "not_slow": {"returncode": 0, "wall_s": 8.0, "passed": 20},
                 "all": {"returncode": 0, "wall_s": 30.0, "passed": 30},
-                "floor": {"suite_s": 10.0, "import_lightning_s": 4.0, "ratio": 2.5},
+                "floor": {
+                    "suite_s": 10.0,
+                    "import_lightning_s": 4.0,
+                    "ratio": 2.5,
+                    "collect_s": 6.0,
+                    "files_s": {"tests/test_tune.py": 3.0, "tests/test_cli.py": 2.04},
+                },
             },
             "training": {
                 "runs": 3,
                 "fit_median_s": 2.0,
-                "plain_median_s": 1.25,
+                "plain_median_s": 0.8,
+                "plain_record_median_s": 1.25,
+                "floor_median_s": 1.5,
                 "plain_val_acc": 0.94,
-                "fit_over_plain": 1.6,
+                "reference_val_accs": {"plain": 0.94, "plain_record": 0.94, "floor": 0.94},
+                "fit_over_plain": 2.5,
+                "fit_over_plain_record": 1.6,
+                "floor_over_plain": 1.875,
+                "fit_over_floor": 1.33,
                 "val_acc": 0.94,
                 "poetry_run_fit_s": 8.0,
                 "cli_process_s": 7.0,
@@ -206,7 +227,8 @@ def test_evaluate_gives_pass_miss_and_skip() -> None:
         "baked_suite": "PASS",
         "suite_floor": "MISS",  # 2.5x
         "fit": "MISS",  # 0.94
-        "fit_vs_plain": "PASS",  # 1.6x
+        "fit_vs_plain_record": "PASS",  # 1.6x
+        "fit_vs_plain": "MISS",  # 2.5x
         "venv": "PASS",
     }
     assert set(verdicts) == set(bench.TARGETS)
@@ -222,10 +244,26 @@ def test_table_and_json(tmp_path: Path) -> None:
     assert "1.10 GB" in text
     assert "400 MB" in text
     assert "| peer bake: other (abc), median of 7 | 0.290 s, 1.16x the floor |" in text
-    assert "| `fit()` / plain loop | 1.60x |" in text
+    assert "| `fit()` / plain loop keeping the same record | 1.60x |" in text
+    assert "| `fit()` / plain loop, arithmetic alone | 2.50x |" in text
+    assert "| `fit()` / Lightning's floor (what the template's features cost) | 1.33x |" in text
+    assert "(`bench/lightning_floor.py`) | 1.50 s, val acc 0.9400 |" in text
+    assert "| fit() <= 2x the plain PyTorch loop's arithmetic alone | 2.00 s vs 0.800 s," in text
+    assert "| baked suite: start and collect only (`--collect-only`) | 6.00 s |" in text
+    assert "largest first | tests/test_tune.py 3.0 s, tests/test_cli.py 2.0 s |" in text
     assert all(line.startswith("|") for line in text.splitlines() if line)
     path = bench.write_json(results, tmp_path / "out" / "r.json")
     assert json.loads(path.read_text(encoding="utf-8")) == results
+
+
+def test_seconds_per_file_adds_up_each_files_tests() -> None:
+    durations = [
+        {"s": 1.5, "when": "setup", "test": "tests/test_a.py::test_x"},
+        {"s": 0.25, "when": "call", "test": "tests/test_a.py::test_x"},
+        {"s": 2.0, "when": "call", "test": "tests/test_b.py::test_y[1-2]"},
+    ]
+    assert bench.seconds_per_file(durations) == {"tests/test_b.py": 2.0, "tests/test_a.py": 1.75}
+    assert list(bench.seconds_per_file(durations)) == ["tests/test_b.py", "tests/test_a.py"]
 
 
 def test_machine_describes_this_machine() -> None:
