@@ -365,6 +365,7 @@ class _SeesTheProgressBar(Callback):
     ],
     ids=["on", "off", "configured"],
 )
+@pytest.mark.usefixtures("datamodule")  # skips where the data cannot be had
 def test_fit_draws_the_throttled_progress_bar_unless_told_otherwise(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -390,6 +391,7 @@ class _SeesTheFrozenObjects(Callback):
         self.frozen = gc.get_freeze_count()
 
 
+@pytest.mark.usefixtures("datamodule")  # skips where the data cannot be had
 def test_training_leaves_the_long_lived_objects_to_themselves(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -479,11 +479,15 @@ def main(
     # live as long as it does: one such pass costs about as much as training
     # this model for a fifth of its epochs. Frozen, they are left out of every
     # pass until the command ends; whatever the command drops is still freed.
-    gc.freeze()
+    # (A caller that froze objects itself keeps them frozen, as it chose.)
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
     try:
         CLI(args, callbacks=callbacks, manifest=manifest)
     finally:
-        gc.unfreeze()
+        if freeze:
+            gc.unfreeze()
 {%- if cookiecutter.logger == "wandb" %}
         # End the W&B run, so that the next run in this Python process (a
         # notebook, the tests) starts one of its own instead of reusing it.
