@@ -70,7 +70,9 @@ def measure_process(
     (``template_cache.py``) is emptied before each run: the first bake after a
     fresh clone. The ratio is bake / floor; the others split the difference.
     Each checkout in ``peers`` (another template) is baked with its defaults in
-    the same rounds, so its ratio is measured under the same load as ours.
+    the same rounds, so its ratio is measured under the same load as ours. The
+    peers' defaults make no git repository, so they are compared with our bake
+    doing the same work, ``init_git=no`` (``bake_no_git``, also timed each round).
     """
     cookiecutter = tool("cookiecutter")
     counter = iter(range(10**6))
@@ -83,14 +85,16 @@ def measure_process(
 
     with cookiecutter_config(work) as config:
 
-        def baking(*extra: str, template: Path = ROOT) -> Callable[[], list[str]]:
+        def baking(
+            *extra: str, template: Path = ROOT, context: Sequence[str] = ()
+        ) -> Callable[[], list[str]]:
             def command() -> list[str]:
                 out = work / f"bake-{next(counter)}"
                 out.mkdir()
                 if template == fresh:
                     shutil.rmtree(fresh / ".cache", ignore_errors=True)
                 flags = ["--no-input", "--config-file", str(config), *extra]
-                return [cookiecutter, *flags, "-o", str(out), str(template)]
+                return [cookiecutter, *flags, "-o", str(out), str(template), *context]
 
             return command
 
@@ -102,6 +106,7 @@ def measure_process(
             "floor": importing("cookiecutter.main"),
             "cli_import": importing("cookiecutter.cli"),
             "bake_no_hooks": baking("--accept-hooks", "no"),
+            "bake_no_git": baking(context=["init_git=no"]),
             "bake_empty_cache": baking(template=fresh),
         }
         named_peers = peer_names(peers)
@@ -117,6 +122,8 @@ def measure_process(
         "floor_median_s": medians["floor"],
         "ratio": ratio(medians["bake"], medians["floor"]),
         "empty_cache_ratio": ratio(medians["bake_empty_cache"], medians["floor"]),
+        "no_git_median_s": medians["bake_no_git"],
+        "no_git_ratio": ratio(medians["bake_no_git"], medians["floor"]),
         "peers": [
             {
                 "name": name.removeprefix("peer:"),

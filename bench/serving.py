@@ -239,6 +239,54 @@ def measure(project: Path, env: Mapping[str, str]) -> dict[str, Any]:
     return result
 
 
+def rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The benchmark table's lines for this part."""
+    export, install = result["export"], result["install"]
+    served, local = result["served"], result["in_process"]
+    lines = [
+        (
+            "serving: `export` (ONNX, dynamo exporter), `model.onnx`",
+            f"{export['export_s']:.2f} s, {export['onnx_kib']:.1f} KiB",
+        ),
+        (
+            "serving: `poetry install --only serve` venv / training venv",
+            f"{install['serve_venv_mib']:.1f} MiB (torch:"
+            f" {'yes' if install['serve_venv_has_torch'] else 'no'})"
+            f" / {install['training_venv_mib']:.1f} MiB",
+        ),
+    ]
+    for key, label in (
+        ("health", "`GET /health`"),
+        ("predict_1", "`POST /predict`, 1 row"),
+        ("predict_256", "`POST /predict`, 256 rows"),
+    ):
+        data = served[key]
+        lines.append(
+            (
+                f"serving: {label}, {result['clients']} clients",
+                f"{data['requests_per_s']:,.0f} requests/s ({data['rows_per_s']:,.0f} rows/s),"
+                f" p50 {data['p50_ms']} ms, p99 {data['p99_ms']} ms",
+            )
+        )
+    for size in ("1", "256"):
+        data = local[size]
+        lines.append(
+            (
+                f"serving: ONNX Runtime in-process, batch {size}",
+                f"p50 {data['p50_ms']} ms, p99 {data['p99_ms']} ms",
+            )
+        )
+    target = result.get("target") or {}
+    if target:
+        lines.append(
+            (
+                "serving: `/predict` (1 row) / `/health` requests/s",
+                f"{target['predict_1_over_health']:.2f} (target >= {target['wanted']})",
+            )
+        )
+    return lines
+
+
 def _serve_and_load(
     script: Path, exported: Path, cwd: Path, env: Mapping[str, str]
 ) -> dict[str, Any]:

@@ -236,12 +236,16 @@ def run(command: list[str], cwd: str) -> tuple[int, str]:
 
 def git_identity(git: str, root: str, name: str, email: str) -> list[str]:
     """``-c user.name=... -c user.email=...`` for what git has not configured."""
-    options: list[str] = []
-    for key, value in (("user.name", name), ("user.email", email)):
-        status, output = run([git, "config", "--get", key], root)
-        if status != 0 or not output:
-            options += ["-c", f"{key}={value}"]
-    return options
+    # One git process for both keys: each line is "user.name VALUE".
+    _, output = run([git, "config", "--get-regexp", r"^user\.(name|email)$"], root)
+    lines = (line.partition(" ") for line in output.splitlines())
+    configured = {key for key, _, value in lines if value.strip()}
+    return [
+        option
+        for key, value in (("user.name", name), ("user.email", email))
+        if key not in configured
+        for option in ("-c", f"{key}={value}")
+    ]
 
 
 def init_git(root: str, answers: Mapping[str, Any]) -> bool:
@@ -259,9 +263,15 @@ def init_git(root: str, answers: Mapping[str, Any]) -> bool:
     identity = git_identity(git, root, str(answers["author_name"]), str(answers["author_email"]))
     version = answers.get("_template_version", "")
     message = f"Initial commit from cookiecutter-poetry-ml {version}".rstrip()
+    status, output = run([git, "init", "--quiet", "--initial-branch=main"], root)
+    if status != 0:  # git before 2.28 has no --initial-branch
+        status, output = run([git, "init", "--quiet"], root)
+        if status == 0:
+            status, output = run([git, "symbolic-ref", "HEAD", "refs/heads/main"], root)
+    if status != 0:
+        warn(f"`git init` failed; no repository was created:\n{output}")
+        return False
     for command in (
-        [git, "init", "--quiet"],
-        [git, "symbolic-ref", "HEAD", "refs/heads/main"],
         [git, "add", "--all"],
         [git, *identity, "commit", "--quiet", "--no-verify", "--message", message],
     ):

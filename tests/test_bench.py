@@ -166,6 +166,8 @@ def sample_results() -> dict[str, Any]:
                 "bake_median_s": 0.30,
                 "floor_median_s": 0.25,
                 "ratio": 1.2,
+                "no_git_median_s": 0.28,
+                "no_git_ratio": 1.12,
                 "peers": [
                     {"name": "other", "commit": "abc", "median_s": 0.29, "ratio": 1.16},
                 ],
@@ -222,7 +224,7 @@ def test_evaluate_gives_pass_miss_and_skip() -> None:
     verdicts = bench.evaluate(sample_results())
     assert {key: v["status"] for key, v in verdicts.items()} == {
         "bake_ratio": "PASS",
-        "bake_vs_peers": "MISS",  # the peer bakes faster
+        "bake_vs_peers": "PASS",  # 0.28 s without a repository, the peer 0.29 s
         "fast_tier": "MISS",  # 31 s
         "baked_suite": "PASS",
         "suite_floor": "MISS",  # 2.5x
@@ -232,6 +234,9 @@ def test_evaluate_gives_pass_miss_and_skip() -> None:
         "venv": "PASS",
     }
     assert set(verdicts) == set(bench.TARGETS)
+    with_git_only = sample_results()
+    del with_git_only["bake"]["process"]["no_git_median_s"]
+    assert bench.evaluate(with_git_only)["bake_vs_peers"]["status"] == "MISS"  # 0.30 s
     empty = bench.evaluate({"bake": {}})
     assert {v["status"] for v in empty.values()} == {"SKIP"}
 
@@ -241,6 +246,7 @@ def test_table_and_json(tmp_path: Path) -> None:
     text = bench.table(results)
     for row in (
         "| bake / floor | 1.20x |",
+        "(no repository, as the peers' defaults) / floor | 0.280 s, 1.12x |",
         "| fast tier >= 150 tests in <= 30 s | 160 passed in 31.0 s | MISS |",
         "1.10 GB",
         "400 MB",
@@ -306,3 +312,25 @@ def test_generic_rows_show_a_parts_top_level_figures() -> None:
 def test_peer_names_are_unique() -> None:
     names = bench.peer_names([Path("/a/tpl"), Path("/b/tpl"), Path("/c/other")])
     assert list(names) == ["peer:tpl", "peer:tpl-2", "peer:other"]
+
+
+def test_serving_rows_show_each_figure() -> None:
+    serving = importlib.import_module("bench.serving")
+    load = {"requests_per_s": 5391.0, "rows_per_s": 5391, "p50_ms": 1.28, "p99_ms": 2.96}
+    result = {
+        "clients": 8,
+        "export": {"export_s": 2.4, "onnx_kib": 31.3},
+        "install": {
+            "serve_venv_mib": 164.9,
+            "training_venv_mib": 1380.8,
+            "serve_venv_has_torch": False,
+        },
+        "served": {"health": load, "predict_1": load, "predict_256": load},
+        "in_process": {"1": {"p50_ms": 0.008, "p99_ms": 0.01}, "256": load},
+        "target": {"predict_1_over_health": 0.64, "wanted": 0.5},
+    }
+    rows = dict(serving.rows(result))
+    assert rows["serving: `export` (ONNX, dynamo exporter), `model.onnx`"] == "2.40 s, 31.3 KiB"
+    assert "164.9 MiB (torch: no) / 1380.8 MiB" in rows.values()
+    assert rows["serving: `POST /predict`, 1 row, 8 clients"].startswith("5,391 requests/s")
+    assert rows["serving: `/predict` (1 row) / `/health` requests/s"] == "0.64 (target >= 0.5)"

@@ -783,6 +783,20 @@ def test_init_git_commits_on_main_as_the_author(
 
 
 @git_only
+def test_git_identity_fills_in_only_what_git_lacks(tmp_path: Path, no_git_identity: None) -> None:
+    git = str(shutil.which("git"))
+    assert POST.git_identity(git, str(tmp_path), "Ann", "a@x") == [
+        "-c",
+        "user.name=Ann",
+        "-c",
+        "user.email=a@x",
+    ]
+    subprocess.run([git, "config", "--global", "user.email", "me@home"], check=True)
+    subprocess.run([git, "config", "--global", "user.name", ""], check=True)  # empty: unset
+    assert POST.git_identity(git, str(tmp_path), "Ann", "a@x") == ["-c", "user.name=Ann"]
+
+
+@git_only
 def test_init_git_inside_a_work_tree_is_skipped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_git_identity: None
 ) -> None:
