@@ -232,8 +232,8 @@ class ProgressBar(TQDMProgressBar):
     """Lightning's tqdm progress bar, redrawn at most every ``refresh_interval`` s.
 
     ``TQDMProgressBar`` redraws after every ``refresh_rate`` batches, which for
-    a small network costs more than the step itself (a redraw formats every
-    metric and writes to the terminal). This bar redraws when
+    a small network costs about as much as the step itself (a redraw formats
+    every metric and writes to the terminal). This bar redraws when
     ``refresh_interval`` seconds have passed since its last redraw, and at
     the end of each loop, so it looks the same to a person at any speed of
     training.
