@@ -312,7 +312,7 @@ def table(
 
 def reference_rows(training: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The training references beside ``fit()``, and the ratios between them."""
-    accuracies = training.get("reference_val_accs") or {"plain": training.get("plain_val_acc")}
+    accuracies = training.get("reference_val_accs") or {}
     rows = []
     for name, label in (
         ("plain", "plain PyTorch loop, arithmetic alone (`bench/plain_loop.py`, median)"),

@@ -205,7 +205,6 @@ def sample_results() -> dict[str, Any]:
                 "plain_median_s": 0.8,
                 "plain_record_median_s": 1.25,
                 "floor_median_s": 1.5,
-                "plain_val_acc": 0.94,
                 "reference_val_accs": {"plain": 0.94, "plain_record": 0.94, "floor": 0.94},
                 "fit_over_plain": 2.5,
                 "fit_over_plain_record": 1.6,
