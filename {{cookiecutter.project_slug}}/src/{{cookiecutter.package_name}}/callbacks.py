@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from typing_extensions import override
 
-from .cli import COMMANDS, PROGRAM
+from .names import PROGRAM, SUMMARIES
 from .plots import plot_learning_curves
 from .run import (
     BEST_CHECKPOINT,
@@ -358,9 +358,9 @@ def next_commands(run: Path) -> list[list[str | Path]]:
         [PROGRAM, "test", "--run", run],
         [PROGRAM, "predict", "--run", run],
     ]
-    if "export" in COMMANDS:
+    if "export" in SUMMARIES:
         commands.append([PROGRAM, "export", run])
-    if "tune" in COMMANDS:
+    if "tune" in SUMMARIES:
         commands.append([PROGRAM, "tune", "--config", run / CONFIG])
     return commands
 

@@ -19,12 +19,7 @@ import sys
 from typing import NamedTuple
 
 from .errors import USAGE_EXIT_STATUS, UsageError
-
-PROGRAM = "{{ cookiecutter.project_slug }}"
-"""The console script's name, as usage lines and messages show it."""
-
-TRACEBACK_VARIABLE = "{{ cookiecutter.package_name | upper }}_TRACEBACK"
-"""Environment variable: ``1`` shows a usage error's full traceback (for debugging)."""
+from .names import PROGRAM, SUMMARIES, TRACEBACK_VARIABLE
 
 
 class Command(NamedTuple):
@@ -34,28 +29,22 @@ class Command(NamedTuple):
     summary: str
 
 
-COMMANDS: dict[str, Command] = {
-    "fit": Command(
-        "train", "Train the model; its run folder keeps config, metrics, checkpoints."
-    ),
-    "validate": Command("train", "Score a trained checkpoint on the validation split."),
-    "test": Command("train", "Score a trained checkpoint on the held-out test split."),
-    "predict": Command(
-        "train",
-        "Predict the test split, or a file (--data.predict_path), with a checkpoint.",
-    ),
-    "export": Command(
-        "export", "Export a run's model to ONNX, preprocessing inside, with its card."
-    ),
-    "serve": Command(
-        "serve", "Serve an exported model over HTTP with ONNX Runtime (no torch)."
-    ),
+MODULES: dict[str, str] = {
+    "fit": "train",
+    "validate": "train",
+    "test": "train",
+    "predict": "train",
+    "export": "export",
+    "serve": "serve",
 {%- if cookiecutter.hpo == "optuna" %}
-    "tune": Command(
-        "tune", "Search hyperparameters with Optuna; every trial is a run folder."
-    ),
+    "tune": "tune",
 {%- endif %}
-    "runs": Command("runs", "Compare run folders: status, metrics, what differs."),
+    "runs": "runs",
+}
+"""The module that implements each subcommand."""
+
+COMMANDS: dict[str, Command] = {
+    name: Command(MODULES[name], summary) for name, summary in SUMMARIES.items()
 }
 """Every subcommand, in the order ``--help`` lists them."""
 

@@ -41,7 +41,6 @@ from torch import Tensor, nn
 from typing_extensions import override
 {%- endif %}
 
-from .cli import PROGRAM
 {%- if cookiecutter.dataset == "digits" %}
 from .data import DigitsDataModule as DataModule
 {%- endif %}
@@ -49,6 +48,7 @@ from .errors import UsageError
 {%- if cookiecutter.dataset == "mnist" %}
 from .mnist import MNISTDataModule as DataModule
 {%- endif %}
+from .names import PROGRAM
 from .run import EXPORT, MODEL_CARD, ONNX_MODEL, file_sha256, open_run
 from .summary import Summary
 from .system import Classifier

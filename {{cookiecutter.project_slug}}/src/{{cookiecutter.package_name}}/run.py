@@ -28,27 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-
-CONFIG = "config.yaml"
-"""The resolved config of a run, ready for ``--config``."""
-MANIFEST = "manifest.json"
-"""What produced a run, how it ran and how it ended (``status``)."""
-METRICS = "metrics.csv"
-"""One row of metrics per epoch (one row of final metrics for validate/test)."""
-PLOT = "learning_curves.png"
-"""The learning curves of a fit."""
-PREDICTIONS = "predictions.csv"
-"""What ``predict`` wrote."""
-BEST_CHECKPOINT = "checkpoints/best.ckpt"
-"""The checkpoint with the best monitored value."""
-LAST_CHECKPOINT = "checkpoints/last.ckpt"
-"""The checkpoint of the last epoch, which ``--resume`` continues from."""
-EXPORT = "export"
-"""Where ``export`` writes a run's model by default (``RUN/export``)."""
-ONNX_MODEL = "model.onnx"
-"""The exported model in an export folder: raw inputs in, class probabilities out."""
-MODEL_CARD = "model.json"
-"""The model card beside it: inputs, classes, metrics, source, versions."""
+from .names import (  # noqa: F401 (the run folder's file names, re-exported)
+    BEST_CHECKPOINT,
+    CONFIG,
+    EXPORT,
+    LAST_CHECKPOINT,
+    MANIFEST,
+    METRICS,
+    MODEL_CARD,
+    ONNX_MODEL,
+    PLOT,
+    PREDICTIONS,
+)
 
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 """A run's ``status`` in its manifest: ``running`` until it ends in another one."""

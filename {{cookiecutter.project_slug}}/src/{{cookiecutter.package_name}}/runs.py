@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from .cli import PROGRAM
 from .errors import UsageError
+from .names import PROGRAM
 from .run import CONFIG, open_run
 from .summary import Summary
 

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from .cli import PROGRAM
 from .errors import UsageError
+from .names import PROGRAM
 from .run import MODEL_CARD, ONNX_MODEL
 from .summary import Summary
 

@@ -39,7 +39,6 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
 from .callbacks import PredictionWriter, ProgressBar, RunFolder, RunSummary
-from .cli import COMMANDS, PROGRAM
 {%- if cookiecutter.dataset == "digits" %}
 from .data import DigitsDataModule as DataModule
 from .errors import UsageError
@@ -47,6 +46,7 @@ from .errors import UsageError
 from .errors import UsageError
 from .mnist import MNISTDataModule as DataModule
 {%- endif %}
+from .names import PROGRAM, SUMMARIES
 from .run import (
     RUN_DIR,
 {%- if cookiecutter.logger in ["mlflow", "wandb"] %}
@@ -323,8 +323,8 @@ def parser_descriptions(subcommands: Iterable[str]) -> dict[str, Any]:
     project = ": ".join(part for part in about if part)
     kwargs: dict[str, Any] = {"prog": PROGRAM, "description": project}
     for name in subcommands:
-        if COMMANDS[name].module == "train":
-            text = f"{project.rstrip('.')}. {name}: {COMMANDS[name].summary}"
+        if name in EVALUATING or name == "fit":
+            text = f"{project.rstrip('.')}. {name}: {SUMMARIES[name]}"
             if name != "fit":
                 text += EVALUATE_HELP
             kwargs[name] = {"description": text}

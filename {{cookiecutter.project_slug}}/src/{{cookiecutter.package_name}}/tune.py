@@ -51,8 +51,8 @@ from optuna.storages.journal import (
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from . import train
-from .cli import PROGRAM
 from .errors import UsageError
+from .names import PROGRAM
 from .run import CONFIG, MANIFEST, new_run_dir, open_run
 from .summary import Summary
 
