@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 {%- endif %}
 
-{%- if cookiecutter.dataset == "digits" %}
+{% if cookiecutter.dataset == "digits" -%}
 from .data import DigitsDataModule as DataModule
 {%- endif %}
 from .errors import UsageError

@@ -16,7 +16,9 @@ SUMMARIES: dict[str, str] = {
     "fit": "Train the model; its run folder keeps config, metrics, checkpoints.",
     "validate": "Score a trained checkpoint on the validation split.",
     "test": "Score a trained checkpoint on the held-out test split.",
-    "predict": "Predict the test split, or a file (--data.predict_path), with a checkpoint.",
+    "predict": (
+        "Predict the test split, or a file (--data.predict_path), with a checkpoint."
+    ),
     "export": "Export a run's model to ONNX, preprocessing inside, with its card.",
     "serve": "Serve an exported model over HTTP with ONNX Runtime (no torch).",
 {%- if cookiecutter.hpo == "optuna" %}
