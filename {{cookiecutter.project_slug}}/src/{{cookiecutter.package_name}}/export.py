@@ -3,14 +3,21 @@
 The export folder (``RUN/export`` unless ``--output`` says otherwise) holds:
 
 - ``model.onnx``: the model with its preprocessing inside the graph. It takes
-  raw inputs exactly as the data source gives them (input ``pixels``,
-  ``float32``, any batch size) and answers ``logits`` and ``probabilities``.
-  PyTorch's ONNX exporter (``torch.onnx.export(..., dynamo=True)``, which
-  needs ``onnxscript``) writes it.
-- ``model.json``: the model card: the input's name, shape, dtype and what
-  the raw values are, the class labels, the run's metrics at the exported
-  checkpoint, the checkpoint and its SHA-256, library versions and the
-  opset.
+  raw inputs exactly as the data gives them (``float32``, any batch size;
+  the input is named for the data: ``features`` for a table, ``pixels`` for
+  images) and answers ``logits`` and ``probabilities``. PyTorch's ONNX
+  exporter (``torch.onnx.export(..., dynamo=True)``, which needs
+  ``onnxscript``) writes it, and ONNX Runtime checks it against the
+  checkpoint on sample inputs (``parity`` in the card).
+- ``model.json``: the model card: the input described completely (for a
+  table every column in order with its kind, statistics or categories; for
+  images the size, channels and value range), the class names, the run's
+  metrics at the best and the last epoch, the checkpoint and its SHA-256,
+  library versions and the opset.
+
+The model is rebuilt from the checkpoint alone: its hyperparameters hold the
+network's class and options and the data's statistics, as the run's config
+and data made them.
 
 ``serve`` serves such a folder with ONNX Runtime alone, without torch.
 """
@@ -20,8 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import platform
+import re
 import shutil
 import time
 import warnings
@@ -41,24 +48,22 @@ from torch import Tensor, nn
 from typing_extensions import override
 {%- endif %}
 
-{% if cookiecutter.dataset == "digits" -%}
-from .data import DigitsDataModule as DataModule
-{%- endif %}
 from .errors import UsageError
-{%- if cookiecutter.dataset == "mnist" %}
-from .mnist import MNISTDataModule as DataModule
-{%- endif %}
 from .names import PROGRAM
-from .run import EXPORT, MODEL_CARD, ONNX_MODEL, file_sha256, open_run
+from .run import EXPORT, MODEL_CARD, ONNX_MODEL, Row, file_sha256, open_run
 from .summary import Summary
 from .system import Classifier
 
-INPUT_NAME = "pixels"
-"""The exported graph's input."""
 OUTPUT_NAMES = ("logits", "probabilities")
 """The exported graph's outputs, each of shape ``(batch, classes)``."""
-CARD_FORMAT = 1
+CARD_FORMAT = 2
 """The model card's format version (``model.json``'s ``format``)."""
+PARITY_ROWS = 64
+"""Sample inputs on which ONNX Runtime's answers are compared with torch's."""
+PARITY_TOLERANCE = 1e-5
+"""The largest difference of a probability that the parity check accepts."""
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+"""A model name: what serving URLs and Triton's model repository allow."""
 
 # Distributions whose versions the card records.
 _VERSIONED = ("torch", "lightning", "onnx", "onnxscript", "numpy")
@@ -77,9 +82,9 @@ class Exported(nn.Module):
         self.classifier = classifier
 
     @override
-    def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, inputs: Tensor) -> tuple[Tensor, Tensor]:
         """Logits and class probabilities of a batch of raw inputs."""
-        logits: Tensor = self.classifier(pixels)
+        logits: Tensor = self.classifier(inputs)
         return logits, torch.softmax(logits, dim=1)
 
 
@@ -101,7 +106,10 @@ class ExportResult:
 
 
 def export_run(
-    run_dir: Path | str, ckpt: str = "best", output: Path | str | None = None
+    run_dir: Path | str,
+    ckpt: str = "best",
+    output: Path | str | None = None,
+    name: str = PROGRAM,
 ) -> ExportResult:
     """Export a run's checkpoint to ``model.onnx`` and ``model.json``.
 
@@ -109,6 +117,7 @@ def export_run(
         run_dir: The run folder.
         ckpt: ``best``, ``last`` or the path of a checkpoint.
         output: The export folder (``RUN/export`` by default).
+        name: The model's name, as servers address it.
 
     Returns:
         Where the files are and the card.
@@ -118,6 +127,11 @@ def export_run(
             not one of this project's model. Nothing is left behind then.
     """
     started = time.monotonic()
+    if not NAME.fullmatch(name):
+        raise UsageError(
+            f"--name {name!r}: letters, digits, '_', '.' and '-', starting with a"
+            " letter or digit (at most 128)"
+        )
     run = open_run(run_dir)
     checkpoint = run.checkpoint(ckpt)
     folder = Path(output) if output is not None else run.path / EXPORT
@@ -130,7 +144,9 @@ def export_run(
         folder.mkdir(parents=True, exist_ok=True)
         opset = _write_onnx(classifier, folder / ONNX_MODEL)
         written.append(folder / ONNX_MODEL)
+        parity = check_parity(classifier, folder / ONNX_MODEL)
         card = _card(run.path, run.metrics(), checkpoint, saved, classifier, opset)
+        card.update(name=name, parity=parity)
         card["model"]["sha256"] = file_sha256(folder / ONNX_MODEL)
         card_path = folder / MODEL_CARD
         written.append(card_path)
@@ -158,9 +174,50 @@ def _load(checkpoint: Path) -> tuple[Classifier, dict[str, Any]]:
     return classifier.eval(), saved
 
 
+def sample_inputs(spec: dict[str, Any], rows: int, seed: int = 0) -> Tensor:
+    """Raw inputs of the kind ``spec`` describes: values a real sample may hold."""
+    generator = torch.Generator().manual_seed(seed)
+    if spec["kind"] == "table":
+        columns = []
+        for column in spec["columns"]:
+            if column["kind"] == "numeric":
+                noise = torch.randn(rows, generator=generator)
+                columns.append(column["mean"] + column["std"] * noise)
+            else:
+                count = len(column["categories"])
+                columns.append(torch.randint(0, count, (rows,), generator=generator).float())
+        return torch.stack(columns, dim=1)
+    low, high = spec.get("range", (0.0, 1.0))
+    return low + (high - low) * torch.rand(rows, *spec["shape"], generator=generator)
+
+
+def check_parity(classifier: Classifier, path: Path) -> dict[str, Any]:
+    """Compare ONNX Runtime's probabilities with torch's on sample inputs.
+
+    Raises:
+        UsageError: They differ by more than :data:`PARITY_TOLERANCE`.
+    """
+    import onnxruntime
+
+    spec = classifier.input_spec
+    inputs = sample_inputs(spec, PARITY_ROWS)
+    with torch.no_grad():
+        expected = torch.softmax(classifier(inputs), dim=1).numpy()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["probabilities"], {spec["name"]: inputs.numpy()})
+    difference = float(abs(got - expected).max())
+    if not difference <= PARITY_TOLERANCE:
+        raise UsageError(
+            f"{path}: ONNX Runtime's probabilities differ from the checkpoint's by"
+            f" {difference:.2g} (more than {PARITY_TOLERANCE:g}); the export is not kept"
+        )
+    return {"rows": PARITY_ROWS, "max_abs_diff": difference, "tolerance": PARITY_TOLERANCE}
+
+
 def _write_onnx(classifier: Classifier, path: Path) -> int:
     """Export with a dynamic batch dimension; returns the default domain's opset."""
-    example = torch.zeros(2, *DataModule.input_shape)
+    spec = classifier.input_spec
+    example = sample_inputs(spec, 2)
     batch = torch.export.Dim("batch")
     # The exporter reports its progress (and torchvision's absence) through
     # logging and warnings; neither concerns the user here.
@@ -175,9 +232,9 @@ def _write_onnx(classifier: Classifier, path: Path) -> int:
                 Exported(classifier),
                 (example,),
                 dynamo=True,
-                input_names=[INPUT_NAME],
+                input_names=[spec["name"]],
                 output_names=list(OUTPUT_NAMES),
-                dynamic_shapes={INPUT_NAME: {0: batch}},
+                dynamic_shapes={"inputs": {0: batch}},
                 verbose=False,
             )
     finally:
@@ -192,57 +249,74 @@ def _write_onnx(classifier: Classifier, path: Path) -> int:
 
 def _card(
     run_dir: Path,
-    metrics: list[dict[str, float | int]],
+    metrics: list[Row],
     checkpoint: Path,
     saved: dict[str, Any],
     classifier: Classifier,
     opset: int,
 ) -> dict[str, Any]:
     """The model card: everything a user of ``model.onnx`` needs to know."""
-    shape = list(DataModule.input_shape)
-    classes = list(DataModule.class_names)
+    spec = dict(classifier.input_spec)
+    classes = list(classifier.class_names)
     epoch = saved.get("epoch")
     at_epoch = [row for row in metrics if row.get("epoch") == epoch]
     chosen = at_epoch[-1] if at_epoch else (metrics[-1] if metrics else {})
-    low, high = DataModule.value_range
+    hyperparameters = {
+        key: value
+        for key, value in saved.get("hyper_parameters", {}).items()
+        if key not in ("preprocessing", "class_names", "_instantiator")
+    }
+    preprocessing = (
+        "inside the graph: each numeric column standardised with the training"
+        " split's mean and std, each categorical column one-hot encoded"
+        if spec["kind"] == "table"
+        else "inside the graph: (x - mean) / std per channel, with the training"
+        " split's statistics"
+    )
     return {
         "format": CARD_FORMAT,
+        "name": PROGRAM,
         "project": PROGRAM,
         "exported": datetime.now().astimezone().isoformat(timespec="seconds"),
         "model": {"file": ONNX_MODEL, "sha256": None, "opset": opset},
         "input": {
-            "name": INPUT_NAME,
-            "shape": ["batch", *shape],
+            **spec,
             "dtype": "float32",
-            "values_per_sample": math.prod(shape),
-            "range": [low, high],
-            "description": DataModule.input_description,
-            "preprocessing": (
-                "inside the graph: (x - mean) / std with the training split's"
-                " statistics"
-            ),
-            "mean": float(classifier.standardize.mean),
-            "std": float(classifier.standardize.std),
+            "shape": ["batch", *spec["shape"]],
+            "preprocessing": preprocessing,
         },
         "outputs": [
             {"name": name, "shape": ["batch", len(classes)], "dtype": "float32"}
             for name in OUTPUT_NAMES
         ],
         "classes": classes,
-        "metrics": dict(chosen),
+        "metrics": {
+            "best": rounded(chosen),
+            "last": rounded(metrics[-1] if metrics else {}),
+        },
         "source": {
             "run": run_dir.as_posix(),
             "checkpoint": checkpoint.as_posix(),
             "checkpoint_sha256": file_sha256(checkpoint),
             "epoch": epoch,
             "global_step": saved.get("global_step"),
-            "hyperparameters": dict(classifier.hparams),
+            "hyperparameters": hyperparameters,
         },
         "versions": {
             "python": platform.python_version(),
             **{name: _version(name) for name in _VERSIONED},
         },
     }
+
+
+def rounded(row: Row) -> dict[str, float | int]:
+    """A metrics row for people: 6 decimals, accuracies never above 1."""
+    values: dict[str, float | int] = {}
+    for key, value in row.items():
+        if isinstance(value, float):
+            value = round(min(value, 1.0) if key.endswith("acc") else value, 6)
+        values[key] = value
+    return values
 
 
 def _version(distribution: str) -> str | None:
@@ -278,8 +352,13 @@ def main(args: list[str]) -> None:
         default=None,
         help=f"The export folder (default: RUN/{EXPORT}).",
     )
+    parser.add_argument(
+        "--name",
+        default=PROGRAM,
+        help=f"The model's name, as servers address it (default: {PROGRAM}).",
+    )
     options = parser.parse_args(args[1:])
-    result = export_run(options.run, options.ckpt, options.output)
+    result = export_run(options.run, options.ckpt, options.output, options.name)
     card = result.card
     size_kib = result.model.stat().st_size / 1024
     summary = Summary(
@@ -287,11 +366,14 @@ def main(args: list[str]) -> None:
         f" {card['model']['opset']}) in {result.seconds:.1f} s"
     )
     summary.add("folder", result.folder)
+    summary.add("name", card["name"])
     summary.add("checkpoint", card["source"]["checkpoint"])
+    metrics, epoch = card["metrics"]["best"], card["source"]["epoch"]
     for key in ("val_acc", "val_loss"):
-        if key in card["metrics"]:
-            summary.add(key, f"{card['metrics'][key]:.4f}")
+        if key in metrics:
+            summary.add(f"{key} (epoch {epoch})", f"{metrics[key]:.4f}")
     shape = ", ".join(map(str, card["input"]["shape"]))
     summary.add("input", f"{card['input']['name']} ({shape}) float32, raw values")
+    summary.add("parity", f"max difference {card['parity']['max_abs_diff']:.1g} (ONNX Runtime)")
     summary.suggest(PROGRAM, "serve", result.folder)
     summary.print()

@@ -21,16 +21,23 @@ See ``docs/training.md`` for a walk-through.
 
 from __future__ import annotations
 
+import difflib
 import gc
+import importlib
+import inspect
+import json
 import logging
 import os
+import re
 import sys
 import warnings
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from argparse import ArgumentError
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
@@ -38,6 +45,9 @@ from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
+# The DataModules and networks are imported so that the command line knows
+# them by their short names (`--data TableDataModule`, `--model.net CNN`).
+from . import images, model, tables  # noqa: F401
 from .callbacks import PredictionWriter, ProgressBar, RunFolder, RunSummary
 {%- if cookiecutter.dataset == "digits" %}
 from .data import DigitsDataModule as DataModule
@@ -107,12 +117,17 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 """Trainer options that differ from Lightning's own defaults."""
 
+NET = "{{ cookiecutter.package_name }}.model.MLP"
+"""The default network's class path (``--model.net`` picks another)."""
+
 TUNED_DEFAULTS: dict[str, Any] = {
+    "data": {"class_path": f"{DataModule.__module__}.{DataModule.__name__}"},
 {%- if cookiecutter.dataset == "digits" %}
+    "model.net": {"class_path": NET, "init_args": {"hidden_size": 64}},
     "trainer.max_epochs": 20,  # about 0.97 validation accuracy, in a second or two
 {%- else %}
+    "model.net": {"class_path": NET, "init_args": {"hidden_size": 128}},
     "trainer.max_epochs": 5,
-    "model.hidden_size": 128,
     "model.lr": 0.001,
 {%- endif %}
 }
@@ -130,60 +145,70 @@ CHECKPOINT_DEFAULTS: dict[str, Any] = {
 
 
 class CLI(LightningCLI):
-    """LightningCLI for ``Classifier`` on the project's DataModule."""
+    """LightningCLI for ``Classifier`` on any DataModule, one command at a time.
+
+    ``cli.py`` has chosen the command already, so LightningCLI parses that
+    command's options alone (``run=False``: one parser, not one per
+    subcommand) and :func:`run_command` calls the Trainer.
+    """
 
     def __init__(
         self,
-        args: list[str] | None = None,
+        command: str,
+        args: list[str],
         *,
         callbacks: Sequence[Callback] = (),
         manifest: Mapping[str, Any] | None = None,
+        invocation: list[str] | None = None,
+        instantiate: bool = True,
     ) -> None:
-        """Parse ``args``, build the model, data and Trainer, and run.
+        """Parse ``args``, then (unless ``instantiate`` is false) build everything.
 
         Args:
-            args: Command-line words (``["fit", "--trainer.max_epochs", "5"]``);
-                ``None`` reads ``sys.argv``.
+            command: ``fit``, ``validate``, ``test`` or ``predict``.
+            args: The command's options (``["--trainer.max_epochs", "5"]``).
             callbacks: More Trainer callbacks, for a caller running the CLI
                 in-process (``tune`` adds its pruning callback).
             manifest: More manifest entries (``tune`` records the trial).
+            invocation: The command line, as the manifest records it.
+            instantiate: ``False`` parses and checks the options only.
         """
-        self.command = command_line(args)
-        words = sys.argv[1:] if args is None else args
-        self.chosen = words[0] if words else ""
+        self.command = command
+        self.words = invocation or command_line([command, *args])
         self.extra_callbacks = list(callbacks)
         self.extra_manifest = dict(manifest or {})
+        self.instantiate = instantiate
         super().__init__(
             Classifier,
-            DataModule,
+            pl.LightningDataModule,
+            subclass_mode_data=True,
             args=args,
+            run=False,
             seed_everything_default=SEED,
             trainer_defaults=TRAINER_DEFAULTS,
             save_config_callback=None,  # RunFolder saves it, in the run folder
             auto_configure_optimizers=False,  # the model configures its optimiser
-            parser_kwargs=parser_descriptions(self.subcommands()),
+            parser_kwargs={
+                "prog": f"{PROGRAM} {command}",
+                "description": description(command),
+                "exit_on_error": False,  # parse_arguments makes errors one line
+            },
         )
 
     @override
-    def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
-        """The subcommand this command line was started with, or all four.
-
-        ``cli.py`` has chosen the subcommand already, so only its parser is
-        built: each of the others would cost as long again, since a parser
-        reads every option of the model, the data and the Trainer. (Lightning
-        declares this method static but calls it on the instance.)
-        """
-        every = LightningCLI.subcommands()
-        return {self.chosen: every[self.chosen]} if self.chosen in every else every
-
-    @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        """Add the run folder, resume and checkpoint options; link data to model."""
+        """Add the run folder, checkpoint and resume options; link data to model."""
         parser.add_argument(
             "--run.root", type=str, default="runs", help="Folder of all run folders."
         )
         parser.add_argument(
             "--run.name", type=str, default="", help="Label for the run folder's name."
+        )
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="The checkpoint to evaluate, or (fit) to continue from.",
         )
         parser.add_argument(
             "--resume",
@@ -209,29 +234,35 @@ class CLI(LightningCLI):
         parser.set_defaults(
             {f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()}
         )
-        # The data decides the model's input and output sizes.
+        # The data decides the network's input and output sizes, and the
+        # statistics the model preprocesses raw inputs with.
+        for source, target in (
+            ("data.net_input_shape", "model.net.init_args.input_shape"),
+            ("data.num_classes", "model.net.init_args.num_classes"),
+            ("data.num_classes", "model.num_classes"),
+            ("data.class_names", "model.class_names"),
+        ):
+            parser.link_arguments(source, target, apply_on="instantiate")
+        # As JSON text: a string is kept as it is, where values of a dict would
+        # be read as YAML (a column named "yes" would become True).
         parser.link_arguments(
-            "data.num_features", "model.in_features", apply_on="instantiate"
-        )
-        parser.link_arguments(
-            "data.num_classes", "model.num_classes", apply_on="instantiate"
-        )
-        # The model standardises raw inputs with the training data's statistics.
-        parser.link_arguments(
-            "data.input_mean", "model.input_mean", apply_on="instantiate"
-        )
-        parser.link_arguments(
-            "data.input_std", "model.input_std", apply_on="instantiate"
+            "data.input_spec", "model.preprocessing", json.dumps, apply_on="instantiate"
         )
 
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, first spelling ``--resume RUN`` out into the options it stands for."""
-        words = sys.argv[1:] if args is None else list(args)
-        self.config = parser.parse_args(expand_run_options(words))
-        subcommand = self.config.get("subcommand")
-        if subcommand:  # before LightningCLI reads the checkpoint's hyperparameters
-            check_checkpoint(subcommand, self.config[subcommand])
+        """Parse; a mistake is one line naming the option (and the closest valid one)."""
+        try:
+            self.config = parser.parse_args(args)
+        except ArgumentError as error:
+            raise UsageError(parse_error(parser, str(error))) from None
+        check_checkpoint(self.command, self.config)
+
+    @override
+    def instantiate_classes(self) -> None:
+        """Build the data, model and Trainer, unless only parsing."""
+        if self.instantiate:
+            super().instantiate_classes()
 
     @override
     def instantiate_trainer(self, **kwargs: Any) -> Any:
@@ -242,7 +273,7 @@ class CLI(LightningCLI):
         The progress bar is :class:`~.callbacks.ProgressBar` unless it is
         turned off or ``trainer.callbacks`` names one.
         """
-        trainer = self.config_init[str(self.subcommand)]["trainer"]
+        trainer = self.config_init["trainer"]
         given = trainer.get("callbacks") or []
         given = given if isinstance(given, list) else [given]
         if trainer.get("enable_progress_bar") is not False and not any(
@@ -262,14 +293,15 @@ class CLI(LightningCLI):
     @override
     def before_instantiate_classes(self) -> None:
         """Choose the run folder, save its config and attach the run callbacks."""
-        subcommand = str(self.subcommand)
-        config = self.config[subcommand]
+        if not self.instantiate:
+            return
+        command, config = self.command, self.config
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
-        if config.resume and subcommand != "fit":
+        if config.resume and command != "fit":
             raise UsageError(
-                f"--resume continues training: use it with fit, not {subcommand};"
-                f" to evaluate a run: {PROGRAM} {subcommand} --run RUN"
+                f"--resume continues training: use it with fit, not {command};"
+                f" to evaluate a run: {PROGRAM} {command} --run RUN"
             )
         if config.resume:  # the run's checkpoints are meant to be there
             warnings.filterwarnings(
@@ -278,24 +310,24 @@ class CLI(LightningCLI):
         run_dir = (
             Path(config.resume)
             if config.resume
-            else new_run_dir(Path(config.run.root), subcommand, config.run.name)
+            else new_run_dir(Path(config.run.root), command, config.run.name)
         )
         # The saved config keeps its placeholders (and no resume pointers), so
         # `--config RUN/config.yaml` starts a fresh run and `--resume RUN` continues.
         saved = config.clone()
         if config.resume:
             saved.resume = saved.ckpt_path = None
-        config_yaml = self._parser(subcommand).dump(saved, skip_unset=False)
+        config_yaml = self.parser.dump(saved, skip_unset=False)
         fill_placeholders(config, run_dir)
-        if subcommand != "fit":  # evaluating needs no checkpoint state restored
+        if command != "fit":  # evaluating needs no checkpoint state restored
             warnings.filterwarnings("ignore", ".*The dirpath has changed from")
         if config.trainer.fast_dev_run:  # a smoke test leaves no run folder behind
             config.checkpoint.save_last = False  # Lightning would still write it
             return
         seed = config.seed_everything  # an int by now, or False for no seeding
         manifest = build_manifest(
-            subcommand=subcommand,
-            command=self.command,
+            subcommand=command,
+            command=self.words,
             seed=None if seed is False else seed,
             run_dir=run_dir,
         )
@@ -303,32 +335,91 @@ class CLI(LightningCLI):
         manifest.update(self.extra_manifest)
         record = RunFolder(run_dir, config_yaml, manifest)
         callbacks: list[Any] = [record, *self.extra_callbacks]
-        if subcommand == "predict":
+        if command == "predict":
             callbacks.append(PredictionWriter(run_dir))
         callbacks.append(RunSummary(record))  # last: it reports what the others did
         # LightningCLI adds the callbacks of trainer_defaults to every Trainer.
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": callbacks}
 
 
-def parser_descriptions(subcommands: Iterable[str]) -> dict[str, Any]:
-    """``parser_kwargs`` for LightningCLI: ``--help`` texts that name the project.
-
-    Args:
-        subcommands: The subcommands whose parsers are built.
-    """
+def description(command: str) -> str:
+    """The ``--help`` text of a command: the project, then what the command does."""
     from . import __doc__ as package_doc
 
     # The package docstring: a first line, then the project's name and description.
     about = [" ".join(part.split()) for part in (package_doc or "").split("\n\n")[1:]]
     project = ": ".join(part for part in about if part)
-    kwargs: dict[str, Any] = {"prog": PROGRAM, "description": project}
-    for name in subcommands:
-        if name in EVALUATING or name == "fit":
-            text = f"{project.rstrip('.')}. {name}: {SUMMARIES[name]}"
-            if name != "fit":
-                text += EVALUATE_HELP
-            kwargs[name] = {"description": text}
-    return kwargs
+    text = f"{project.rstrip('.')}. {command}: {SUMMARIES[command]}"
+    return text + (EVALUATE_HELP if command in EVALUATING else "")
+
+
+def parse_error(parser: LightningArgumentParser, message: str) -> str:
+    """One line for a parser's error: the option, the rule, the closest valid option.
+
+    Args:
+        parser: The command's parser (its options are the candidates).
+        message: jsonargparse's message.
+    """
+    unknown = re.search(r"unrecognized arguments: --([^\s=]+)", message)
+    group = re.search(r"Group '([^']+)' does not accept (?:option|key) '([^']+)'", message)
+    nested = re.search(
+        r'Parser key "([^"]+)":.*?Problem with given class_path \'([^\']+)\':'
+        r"\s+(?:Option|Key) '([^']+)' is not accepted",
+        message,
+        re.DOTALL,
+    )
+    if nested:  # an option of a chosen class: its own parameters are the candidates
+        prefix, class_path, name = nested.groups()
+        key = f"{prefix}.{name}"
+        candidates = [f"{prefix}.{option}" for option in init_parameters(class_path)]
+    elif unknown is not None or group is not None:
+        key = unknown.group(1) if unknown is not None else ".".join(group.groups())
+        candidates = [
+            name.replace(".init_args.", ".") for name in parser.get_defaults().keys()
+        ]
+    else:
+        lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
+        first = re.sub(r'^Parser key "([^"]+)":', r"--\1:", lines[0]) if lines else message
+        return " ".join([first, *lines[1:]])[:300]
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    hint = (
+        f"did you mean --{close[0]}?"
+        if close
+        else f"`{parser.prog} --help` lists the options"
+    )
+    return f"--{key}: unknown option; {hint}"
+
+
+def init_parameters(class_path: str) -> list[str]:
+    """The parameters of a class's ``__init__`` (none if it cannot be imported)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return [p for p in inspect.signature(cls).parameters if p not in ("self",)]
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return []
+
+
+def parse_config(args: list[str]) -> dict[str, Any]:
+    """The resolved config of a ``fit`` command, as a plain dict; nothing is built.
+
+    Args:
+        args: The command's words, ``fit`` first, e.g.
+            ``["fit", "--config", "base.yaml", "--config", "trial.yaml"]``.
+
+    Raises:
+        UsageError: An unknown option (naming the closest valid one), a
+            value of the wrong type, or a file that cannot be read.
+    """
+    command, options = args[0], expand_run_options(args[0], list(args[1:]))
+    config: dict[str, Any] = CLI(command, options, instantiate=False).config.as_dict()
+    return config
+
+
+def run_command(cli: CLI) -> None:
+    """Call the Trainer's method for the CLI's command, with its checkpoint."""
+    method = getattr(cli.trainer, cli.command)
+    method(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.get("ckpt_path"))
 
 
 EVALUATE_HELP = (
@@ -342,7 +433,7 @@ EVALUATING = ("validate", "test", "predict")
 """The subcommands that need trained weights."""
 
 
-def expand_run_options(words: list[str]) -> list[str]:
+def expand_run_options(subcommand: str, words: list[str]) -> list[str]:
     """Spell out ``--resume RUN``, ``--run RUN`` and ``--ckpt``; check given files.
 
     - ``fit --resume RUN``: RUN's config, its last checkpoint, and RUN as the
@@ -358,7 +449,6 @@ def expand_run_options(words: list[str]) -> list[str]:
         UsageError: A run folder that is not one, a checkpoint it lacks, or a
             ``--config`` file that does not exist or cannot be read.
     """
-    subcommand = words[0] if words else ""
     expanded: list[str] = []
     run, ckpt = None, None
     remaining = iter(words)
@@ -455,6 +545,8 @@ def main(
         callbacks: More Trainer callbacks (see :class:`CLI`).
         manifest: More manifest entries (see :class:`CLI`).
     """
+    words = sys.argv[1:] if args is None else list(args)
+    command, options = words[0], expand_run_options(words[0], words[1:])
     # cuBLAS needs this for deterministic GPU results (harmless elsewhere).
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 {%- if cookiecutter.logger == "mlflow" %}
@@ -484,7 +576,14 @@ def main(
     if freeze:
         gc.freeze()
     try:
-        CLI(args, callbacks=callbacks, manifest=manifest)
+        cli = CLI(
+            command,
+            options,
+            callbacks=callbacks,
+            manifest=manifest,
+            invocation=command_line(args),
+        )
+        run_command(cli)
     finally:
         if freeze:
             gc.unfreeze()
