@@ -6,6 +6,7 @@ so no test starts Python again unless it has to (see test_distributed.py).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from {{ cookiecutter.package_name }}.data import DigitsDataModule as DataModule
 {%- else %}
 from {{ cookiecutter.package_name }}.mnist import MNISTDataModule as DataModule
 {%- endif %}
+from {{ cookiecutter.package_name }}.model import MLP
 from {{ cookiecutter.package_name }}.system import Classifier
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -71,24 +73,35 @@ def datamodule() -> DataModule:
 
 
 @pytest.fixture
-def batch() -> tuple[Tensor, Tensor]:
-    """A fixed batch of 32 random inputs and labels shaped like the real data."""
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(32, *DataModule.input_shape, generator=generator)
-    y = torch.randint(0, DataModule.num_classes, (32,), generator=generator)
-    return x, y
+def batch(datamodule: DataModule) -> tuple[Tensor, Tensor]:
+    """The first 32 training samples and their labels (a fixed batch of real data)."""
+    samples = [datamodule.datasets["train"][i] for i in range(32)]
+    return torch.stack([x for x, _ in samples]), torch.stack([y for _, y in samples])
+
+
+def build_model(data: Any, net: torch.nn.Module | None = None, **hparams: Any) -> Classifier:
+    """A ``Classifier`` for ``data`` (any DataModule of the contract), as the CLI links it.
+
+    ``hidden_size`` and ``dropout`` go to the default ``MLP``; the rest to the system.
+    """
+    options = {key: hparams.pop(key) for key in ("hidden_size", "dropout") if key in hparams}
+    if net is None:
+        net = MLP(data.net_input_shape, data.num_classes, **options)
+    return Classifier(
+        net=net,
+        num_classes=data.num_classes,
+        preprocessing=json.dumps(data.input_spec),
+        class_names=data.class_names,
+        **hparams,
+    )
 
 
 @pytest.fixture
-def make_model() -> MakeModel:
+def make_model(datamodule: DataModule) -> MakeModel:
     """Build a model sized for the project's data, with any hyperparameters."""
 
     def make(**hparams: Any) -> Classifier:
-        return Classifier(
-            in_features=DataModule.num_features,
-            num_classes=DataModule.num_classes,
-            **hparams,
-        )
+        return build_model(datamodule, **hparams)
 
     return make
 

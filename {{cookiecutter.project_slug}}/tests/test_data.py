@@ -9,6 +9,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from {{ cookiecutter.package_name }}.data import DigitsDataModule
+from {{ cookiecutter.package_name }}.errors import UsageError
 from {{ cookiecutter.package_name }}.model import Standardize
 
 SAMPLES = 1797  # images in scikit-learn's digits
@@ -18,8 +19,7 @@ def test_split_sizes(datamodule: DigitsDataModule) -> None:
     sizes = {name: len(rows) for name, rows in datamodule.indices.items()}
     assert sizes == {"train": 1257, "val": 270, "test": 270}
     assert sum(sizes.values()) == SAMPLES
-    assert datamodule.train_set is not None
-    assert len(datamodule.train_set) == 1257
+    assert len(datamodule.datasets["train"]) == 1257  # type: ignore[arg-type]
 
 
 def test_splits_are_disjoint_and_complete(datamodule: DigitsDataModule) -> None:
@@ -31,9 +31,8 @@ def test_splits_are_disjoint_and_complete(datamodule: DigitsDataModule) -> None:
 
 
 def test_splits_are_stratified(datamodule: DigitsDataModule) -> None:
-    for dataset in (datamodule.train_set, datamodule.val_set, datamodule.test_set):
-        assert dataset is not None
-        labels = dataset.tensors[1]
+    for split in ("train", "val", "test"):
+        labels = datamodule.labels[datamodule.indices[split]]
         shares = torch.bincount(labels, minlength=10) / len(labels)
         assert shares.min() > 0.09
         assert shares.max() < 0.11
@@ -50,8 +49,7 @@ def test_batch_shapes_and_dtypes(datamodule: DigitsDataModule, loader: str) -> N
 
 
 def test_loaders_yield_raw_pixels(datamodule: DigitsDataModule) -> None:
-    assert datamodule.test_set is not None
-    pixels = datamodule.test_set.tensors[0]
+    pixels = datamodule.pixels[datamodule.indices["test"]]
     images, _ = load_digits(return_X_y=True)
     raw = np.asarray(images)[datamodule.indices["test"]].reshape(-1, 1, 8, 8)
     np.testing.assert_array_equal(pixels.numpy(), raw.astype(np.float32))
@@ -62,11 +60,11 @@ def test_loaders_yield_raw_pixels(datamodule: DigitsDataModule) -> None:
 def test_the_model_standardises_with_training_statistics(
     datamodule: DigitsDataModule,
 ) -> None:
-    assert datamodule.train_set is not None
-    pixels = datamodule.train_set.tensors[0]
-    assert datamodule.input_mean == pytest.approx(pixels.mean().item())
-    assert datamodule.input_std == pytest.approx(pixels.std().item())
-    standardize = Standardize(datamodule.input_mean, datamodule.input_std)
+    pixels = datamodule.pixels[datamodule.indices["train"]]
+    spec = datamodule.input_spec
+    assert spec["mean"] == [pytest.approx(pixels.mean().item())]
+    assert spec["std"] == [pytest.approx(pixels.std().item())]
+    standardize = Standardize(spec["mean"], spec["std"])
     standardised = standardize(pixels)
     assert standardised.mean().item() == pytest.approx(0, abs=1e-5)
     assert standardised.std().item() == pytest.approx(1, abs=1e-5)
@@ -74,8 +72,12 @@ def test_the_model_standardises_with_training_statistics(
 
 def test_statistics_are_ready_before_setup() -> None:
     fresh = DigitsDataModule()
-    assert 4 < fresh.input_mean < 6  # the CLI links these before setup runs
-    assert 5 < fresh.input_std < 7
+    spec = fresh.input_spec  # the CLI links it before setup runs
+    assert 4 < spec["mean"][0] < 6
+    assert 5 < spec["std"][0] < 7
+    assert spec["shape"] == [1, 8, 8]
+    assert fresh.net_input_shape == [1, 8, 8]
+    assert fresh.class_names == [str(digit) for digit in range(10)]
 
 
 def test_split_ignores_the_training_seed(datamodule: DigitsDataModule) -> None:
@@ -94,7 +96,7 @@ def test_split_seed_changes_the_split(datamodule: DigitsDataModule) -> None:
 
 @pytest.mark.parametrize(("val", "test"), [(0.0, 0.2), (0.2, 1.0), (0.5, 0.5)])
 def test_rejects_impossible_fractions(val: float, test: float) -> None:
-    with pytest.raises(ValueError, match="fraction"):
+    with pytest.raises(UsageError, match="fraction"):
         DigitsDataModule(val_fraction=val, test_fraction=test)
 
 

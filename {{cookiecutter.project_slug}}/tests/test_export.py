@@ -18,6 +18,7 @@ from {{ cookiecutter.package_name }}.data import DigitsDataModule as DataModule
 {%- else %}
 from {{ cookiecutter.package_name }}.mnist import MNISTDataModule as DataModule
 {%- endif %}
+from {{ cookiecutter.package_name }}.export import rounded
 from {{ cookiecutter.package_name }}.run import read_metrics
 from {{ cookiecutter.package_name }}.summary import parse_summary
 from {{ cookiecutter.package_name }}.system import Classifier
@@ -35,9 +36,8 @@ def card(folder: Path) -> dict[str, object]:
 def test_onnx_equals_the_checkpoint_on_the_whole_test_split(
     exported: Path, smoke_run: Path, datamodule: DataModule
 ) -> None:
-    assert datamodule.test_set is not None
-    raw = datamodule.test_set.tensors[0]  # raw pixel values, as the data gives them
-    assert raw.max().item() > 1  # not standardised
+    # Raw inputs, as the data gives them.
+    raw = torch.cat([x for x, _ in datamodule.test_dataloader()])
     model = Classifier.load_from_checkpoint(
         smoke_run / "checkpoints" / "best.ckpt", map_location="cpu"
     ).eval()
@@ -46,26 +46,33 @@ def test_onnx_equals_the_checkpoint_on_the_whole_test_split(
     session = onnxruntime.InferenceSession(
         str(exported / "model.onnx"), providers=["CPUExecutionProvider"]
     )
-    got = np.asarray(session.run(["probabilities"], {"pixels": raw.numpy()})[0])
+    name = datamodule.input_spec["name"]
+    got = np.asarray(session.run(["probabilities"], {name: raw.numpy()})[0])
     np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("size", [1, 3])
-def test_onnx_takes_any_batch_size(exported: Path, size: int) -> None:
+def test_onnx_takes_any_batch_size(
+    exported: Path, datamodule: DataModule, size: int
+) -> None:
     session = onnxruntime.InferenceSession(
         str(exported / "model.onnx"), providers=["CPUExecutionProvider"]
     )
-    pixels = np.zeros((size, *DataModule.input_shape), dtype=np.float32)
-    logits, probabilities = map(np.asarray, session.run(None, {"pixels": pixels}))
-    assert logits.shape == probabilities.shape == (size, DataModule.num_classes)
+    spec = datamodule.input_spec
+    inputs = np.zeros((size, *spec["shape"]), dtype=np.float32)
+    logits, probabilities = map(np.asarray, session.run(None, {spec["name"]: inputs}))
+    assert logits.shape == probabilities.shape == (size, datamodule.num_classes)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
-def test_the_card_describes_the_exported_model(exported: Path, smoke_run: Path) -> None:
+def test_the_card_describes_the_exported_model(
+    exported: Path, smoke_run: Path, datamodule: DataModule
+) -> None:
     described = card(exported)
     checkpoint = smoke_run / "checkpoints" / "best.ckpt"
-    assert described["classes"] == list(DataModule.class_names)
+    assert described["format"] == 2
+    assert described["classes"] == datamodule.class_names
     model_info = described["model"]
     assert isinstance(model_info, dict)
     assert model_info["sha256"] == sha256(exported / "model.onnx")
@@ -74,33 +81,57 @@ def test_the_card_describes_the_exported_model(exported: Path, smoke_run: Path) 
     assert model_info["opset"] == opsets[""]
     inputs = described["input"]
     assert isinstance(inputs, dict)
-    assert inputs["name"] == "pixels"
-    assert inputs["shape"] == ["batch", *DataModule.input_shape]
+    spec = datamodule.input_spec
+    assert inputs["name"] == spec["name"]
+    assert inputs["shape"] == ["batch", *spec["shape"]]
     assert inputs["dtype"] == "float32"
-    assert inputs["range"] == list(DataModule.value_range)
-    assert inputs["description"] == DataModule.input_description
+    assert {key: inputs[key] for key in spec if key != "shape"} == {
+        key: value for key, value in spec.items() if key != "shape"
+    }
     session = onnxruntime.InferenceSession(
         str(exported / "model.onnx"), providers=["CPUExecutionProvider"]
     )
     (graph_input,) = session.get_inputs()
     assert graph_input.name == inputs["name"]
-    assert graph_input.shape[1:] == list(DataModule.input_shape)
+    assert graph_input.shape[1:] == list(spec["shape"])
     source = described["source"]
     assert isinstance(source, dict)
     assert source["checkpoint"].endswith("checkpoints/best.ckpt")
     assert source["checkpoint_sha256"] == sha256(checkpoint)
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert source["epoch"] == saved["epoch"]
-    assert inputs["mean"] == saved["hyper_parameters"]["input_mean"]
+    assert source["hyperparameters"]["net"] == saved["hyper_parameters"]["net"]
     metrics_csv = read_metrics(smoke_run / "metrics.csv")
     rows = [r for r in metrics_csv if r["epoch"] == saved["epoch"]]
     metrics = described["metrics"]
     assert isinstance(metrics, dict)
-    assert metrics["val_acc"] == rows[-1]["val_acc"]
+    assert metrics["best"] == rounded(rows[-1])
+    assert metrics["last"] == rounded(metrics_csv[-1])
+    parity = described["parity"]
+    assert isinstance(parity, dict)
+    assert parity["max_abs_diff"] <= 1e-5
     versions = described["versions"]
     assert isinstance(versions, dict)
     assert versions["torch"] == torch.__version__
     assert versions["onnx"] == onnx.__version__
+
+
+def test_card_metrics_are_rounded_and_accuracy_never_above_one() -> None:
+    row = {"epoch": 3, "train_acc": 1.0000001192092896, "val_loss": 0.123456789}
+    assert rounded(row) == {"epoch": 3, "train_acc": 1.0, "val_loss": 0.123457}
+
+
+def test_export_names_the_model(
+    smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "named"
+    main(["export", str(smoke_run), "--output", str(output), "--name", "digits-v2"])
+    assert card(output)["name"] == "digits-v2"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(smoke_run), "--output", str(tmp_path / "x"), "--name", "a/b"])
+    assert exit_info.value.code == 2
+    assert "--name 'a/b'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_export_writes_into_the_run_and_says_what_next(

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
+import torch
 from PIL import Image
 
 from conftest import run_main
 {%- if cookiecutter.dataset == "digits" %}
+from {{ cookiecutter.package_name }}.data import SHAPE, VALUE_RANGE
 from {{ cookiecutter.package_name }}.data import DigitsDataModule as DataModule
 {%- endif %}
 from {{ cookiecutter.package_name }}.errors import UsageError
@@ -23,9 +26,12 @@ from {{ cookiecutter.package_name }}.mnist import MNISTDataModule as DataModule
 
 SAMPLES = 60
 """Test samples written to each file (the first ones of the test split)."""
+{%- if cookiecutter.dataset == "mnist" %}
 SHAPE = DataModule.input_shape
-FEATURES = DataModule.num_features
-LOW, HIGH = DataModule.value_range
+VALUE_RANGE = DataModule.value_range
+{%- endif %}
+FEATURES = math.prod(SHAPE)
+LOW, HIGH = VALUE_RANGE
 
 RunCLI = Callable[..., Path]
 CallCLI = Callable[..., "Path | None"]
@@ -59,8 +65,8 @@ def test_split_rows(
 @pytest.fixture(scope="module")
 def raw_samples(datamodule: DataModule) -> npt.NDArray[np.float32]:
     """The first test samples, raw, shaped ``(SAMPLES, *SHAPE)``."""
-    assert datamodule.test_set is not None
-    samples: npt.NDArray[np.float32] = datamodule.test_set.tensors[0][:SAMPLES].numpy()
+    raw = torch.cat([x for x, _ in datamodule.test_dataloader()])
+    samples: npt.NDArray[np.float32] = raw[:SAMPLES].numpy()
     return samples
 
 
@@ -76,7 +82,7 @@ def test_predictions_csv_names_inputs_and_gives_every_probability(
     test_split_rows: list[dict[str, str]],
 ) -> None:
     first = test_split_rows[0]
-    classes = list(DataModule.class_names)
+    classes = list(DataModule().class_names)
     columns = ["input", "prediction", *(f"probability_{c}" for c in classes)]
     assert list(first) == columns
     assert [row["input"] for row in test_split_rows[:3]] == ["0", "1", "2"]

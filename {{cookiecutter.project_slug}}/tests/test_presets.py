@@ -100,19 +100,23 @@ def test_mps_preset_trains_on_mps(call_cli: CallCLI, configs: Path) -> None:
     assert call_cli("fit", *args, "--trainer.accelerator=mps") is not None
 
 
-def test_compile_is_off_by_default_and_keeps_checkpoint_keys() -> None:
-    eager = Classifier()
-    compiled = Classifier(compile=True)  # compiles lazily, at the first call
+def test_compile_is_off_by_default_and_keeps_checkpoint_keys(
+    make_model: Callable[..., Classifier],
+) -> None:
+    eager = make_model()
+    compiled = make_model(compile=True)  # compiles lazily, at the first call
     assert not eager.hparams["compile"]
     assert eager.state_dict().keys() == compiled.state_dict().keys()
 
 
 @pytest.mark.slow
-def test_compiled_and_eager_networks_predict_the_same() -> None:
+def test_compiled_and_eager_networks_predict_the_same(
+    make_model: Callable[..., Classifier], batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     torch.manual_seed(0)
-    eager = Classifier().eval()
-    compiled = Classifier(compile=True).eval()
+    eager = make_model().eval()
+    compiled = make_model(compile=True).eval()
     compiled.load_state_dict(eager.state_dict())
-    x = torch.randn(16, 64)
+    x = batch[0][:16]
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-5)

@@ -5,8 +5,8 @@ first use. The official 10,000 test images are the test set; a fixed-seed
 random share of the 60,000 training images is held out for validation, so
 the split stays the same when the training seed changes. The loaders yield
 raw pixel values 0..255; the model standardises them itself with the
-training images' well-known mean and standard deviation (``input_mean``,
-``input_std``, which the command line hands to the model), so a trained
+training images' well-known mean and standard deviation (the
+``input_spec``, which the command line hands to the model), so a trained
 model takes raw inputs. The whole set lives in memory as tensors, so batches
 need no per-image transforms.
 
@@ -21,6 +21,7 @@ module (and the CLI) works even where torchvision is missing or broken.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -45,23 +46,35 @@ class MNISTDataModule(pl.LightningDataModule):
 
     input_shape = (1, 28, 28)
     """Shape of one image: channels, height, width."""
-    num_features = 784
-    """Inputs per sample once flattened (28 x 28 pixels)."""
     num_classes = 10
     """Distinct labels (the digits 0 to 9)."""
-    class_names = tuple(str(digit) for digit in range(10))
+    class_names = [str(digit) for digit in range(10)]
     """The label of each class index."""
     value_range = (0.0, 255.0)
     """The lowest and highest raw pixel value."""
-    input_description = (
-        "784 pixel values 0..255 of a 28x28 grayscale digit, row by row, as"
-        " MNIST stores them (0 = background)"
-    )
-    """What one raw input is, in words (the exported model card repeats it)."""
-    input_mean = MEAN
-    """Mean of the raw training pixels (the model subtracts it)."""
-    input_std = STD
-    """Their standard deviation (the model divides by it)."""
+
+    @property
+    def input_spec(self) -> dict[str, Any]:
+        """What a raw sample is, and the statistics the model standardises with."""
+        return {
+            "kind": "image",
+            "name": "pixels",
+            "shape": list(self.input_shape),
+            "channels": 1,
+            "size": list(self.input_shape[1:]),
+            "range": list(self.value_range),
+            "mean": [MEAN],
+            "std": [STD],
+            "description": (
+                "784 pixel values 0..255 of a 28x28 grayscale digit, row by row,"
+                " as MNIST stores them (0 = background)"
+            ),
+        }
+
+    @property
+    def net_input_shape(self) -> list[int]:
+        """One sample's shape as the network takes it (preprocessing keeps it)."""
+        return list(self.input_shape)
 
     def __init__(
         self,
