@@ -79,12 +79,16 @@ def batch(datamodule: DataModule) -> tuple[Tensor, Tensor]:
     return torch.stack([x for x, _ in samples]), torch.stack([y for _, y in samples])
 
 
-def build_model(data: Any, net: torch.nn.Module | None = None, **hparams: Any) -> Classifier:
-    """A ``Classifier`` for ``data`` (any DataModule of the contract), as the CLI links it.
+def build_model(
+    data: Any, net: torch.nn.Module | None = None, **hparams: Any
+) -> Classifier:
+    """A ``Classifier`` for ``data`` (a DataModule of the contract), as the CLI links.
 
     ``hidden_size`` and ``dropout`` go to the default ``MLP``; the rest to the system.
     """
-    options = {key: hparams.pop(key) for key in ("hidden_size", "dropout") if key in hparams}
+    options = {
+        key: hparams.pop(key) for key in ("hidden_size", "dropout") if key in hparams
+    }
     if net is None:
         net = MLP(data.net_input_shape, data.num_classes, **options)
     return Classifier(

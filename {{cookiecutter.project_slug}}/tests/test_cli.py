@@ -224,8 +224,8 @@ def test_no_command_prints_the_commands_and_fails(
 def test_a_usage_error_shows_its_traceback_when_asked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from {{ cookiecutter.package_name }}.cli import TRACEBACK_VARIABLE
     from {{ cookiecutter.package_name }}.errors import UsageError
+    from {{ cookiecutter.package_name }}.names import TRACEBACK_VARIABLE
 
     monkeypatch.setenv(TRACEBACK_VARIABLE, "1")
     with pytest.raises(UsageError, match="unknown command"):
@@ -235,7 +235,7 @@ def test_a_usage_error_shows_its_traceback_when_asked(
 def test_fit_ends_with_a_summary_of_the_run(
     run_cli: RunCLI, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from {{ cookiecutter.package_name }}.cli import PROGRAM
+    from {{ cookiecutter.package_name }}.names import PROGRAM
     from {{ cookiecutter.package_name }}.summary import parse_summary
 
     capsys.readouterr()

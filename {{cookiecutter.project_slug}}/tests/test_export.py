@@ -128,7 +128,9 @@ def test_export_names_the_model(
     main(["export", str(smoke_run), "--output", str(output), "--name", "digits-v2"])
     assert card(output)["name"] == "digits-v2"
     with pytest.raises(SystemExit) as exit_info:
-        main(["export", str(smoke_run), "--output", str(tmp_path / "x"), "--name", "a/b"])
+        main(
+            ["export", str(smoke_run), "--output", str(tmp_path / "x"), "--name", "a/b"]
+        )
     assert exit_info.value.code == 2
     assert "--name 'a/b'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

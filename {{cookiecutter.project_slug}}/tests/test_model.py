@@ -90,7 +90,9 @@ def test_steps_accumulate_every_batch_and_log_once(
     assert model.train_loss.compute().item() == pytest.approx(expected)
     # The epoch's accuracy: as if computed over both batches at once.
     with torch.no_grad():
-        whole = MulticlassAccuracy(num_classes=classes(model), average="micro")(model(x), y)
+        whole = MulticlassAccuracy(num_classes=classes(model), average="micro")(
+            model(x), y
+        )
         plain = (model(x).argmax(dim=1) == y).float().mean()
     assert whole.item() == pytest.approx(plain.item())  # plain accuracy, not macro
     assert model.train_acc.compute().item() == pytest.approx(whole.item())
@@ -135,7 +137,9 @@ def test_the_model_standardises_raw_inputs(batch: Batch) -> None:
         pl.seed_everything(0, verbose=False)
         net = MLP(batch[0].shape[1:], 3)
         stats = {"mean": [mean] * channels, "std": [std] * channels}
-        return Classifier(net=net, num_classes=3, preprocessing=json.dumps(spec | stats))
+        return Classifier(
+            net=net, num_classes=3, preprocessing=json.dumps(spec | stats)
+        )
 
     plain, shifted = build(0.0, 1.0), build(5.0, 2.0)
     x = batch[0]
@@ -143,8 +147,10 @@ def test_the_model_standardises_raw_inputs(batch: Batch) -> None:
         assert torch.allclose(shifted(x * 2 + 5), plain(x), atol=1e-5)
 
 
-def test_the_table_encoder_standardises_numbers_and_one_hot_encodes_categories() -> None:
-    columns = [
+def test_the_table_encoder_standardises_numbers_and_one_hot_encodes_categories() -> (
+    None
+):
+    columns: list[dict[str, Any]] = [
         {"name": "a", "kind": "numeric", "mean": 10.0, "std": 2.0},
         {"name": "b", "kind": "categorical", "categories": ["x", "y", "z"]},
         {"name": "c", "kind": "numeric", "mean": 0.0, "std": 0.0},  # constant column
@@ -166,7 +172,9 @@ def test_the_cnn_takes_images_of_any_size() -> None:
         CNN([64], num_classes=4)
 
 
-def test_configure_optimizers_uses_the_configured_lr(make_model: Callable[..., Classifier]) -> None:
+def test_configure_optimizers_uses_the_configured_lr(
+    make_model: Callable[..., Classifier],
+) -> None:
     model = make_model(lr=0.005, weight_decay=1e-4)
     optimizer = model.configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam)
@@ -178,7 +186,9 @@ def test_configure_optimizers_uses_the_configured_lr(make_model: Callable[..., C
 
 def test_hyperparameters_are_saved(make_model: Callable[..., Classifier]) -> None:
     model = make_model(hidden_size=16, dropout=0.25, lr=0.1)
-    assert model.net.layers[1].out_features == 16
+    linear = next(m for m in model.net.modules() if isinstance(m, torch.nn.Linear))
+    assert isinstance(linear, torch.nn.Linear)
+    assert linear.out_features == 16
     assert model.hparams["lr"] == 0.1
     assert json.loads(model.hparams["preprocessing"])["kind"] in ("image", "table")
 
@@ -207,7 +217,10 @@ def test_overfits_one_batch(
 
 
 def test_a_fit_checkpoint_alone_rebuilds_the_model(
-    smoke_run: Path, datamodule: Any, batch: Batch, make_model: Callable[..., Classifier]
+    smoke_run: Path,
+    datamodule: Any,
+    batch: Batch,
+    make_model: Callable[..., Classifier],
 ) -> None:
     path = smoke_run / "checkpoints" / "best.ckpt"
     saved = torch.load(path, weights_only=True)

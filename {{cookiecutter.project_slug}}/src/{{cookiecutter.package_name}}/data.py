@@ -70,7 +70,12 @@ class DigitsDataModule(ClassificationDataModule):
                 images, to predict instead of the test split.
         """
         super().__init__(
-            batch_size, num_workers, val_fraction, test_fraction, split_seed, predict_path
+            batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            split_seed,
+            predict_path,
         )
         self.save_hyperparameters()
         self.pixels = torch.empty(0)
@@ -107,7 +112,9 @@ class DigitsDataModule(ClassificationDataModule):
         return TensorDataset(self.pixels[positions], self.labels[positions])
 
     @override
-    def read_predict(self, path: str) -> tuple[Dataset[tuple[torch.Tensor, ...]], list[str]]:
+    def read_predict(
+        self, path: str
+    ) -> tuple[Dataset[tuple[torch.Tensor, ...]], list[str]]:
         """The samples of a ``.npy``/``.csv`` file or a folder of ``.png`` images."""
         values, names = read_inputs(
             path, SHAPE, VALUE_RANGE, image_scale=VALUE_RANGE[1] / 255

@@ -75,9 +75,13 @@ class ClassificationDataModule(pl.LightningDataModule):
         """
         super().__init__()
         if not 0 < val_fraction < 1 or not 0 < test_fraction < 1:
-            raise UsageError("data.val_fraction and data.test_fraction must lie in (0, 1)")
+            raise UsageError(
+                "data.val_fraction and data.test_fraction must lie in (0, 1)"
+            )
         if val_fraction + test_fraction >= 1:
-            raise UsageError("data.val_fraction + data.test_fraction must leave training data")
+            raise UsageError(
+                "data.val_fraction + data.test_fraction must leave training data"
+            )
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.val_fraction = val_fraction
@@ -106,7 +110,9 @@ class ClassificationDataModule(pl.LightningDataModule):
         """The ``(inputs, label)`` samples at ``rows`` (called after ``describe``)."""
         raise NotImplementedError
 
-    def read_predict(self, path: str) -> tuple[Dataset[tuple[torch.Tensor, ...]], list[str]]:
+    def read_predict(
+        self, path: str
+    ) -> tuple[Dataset[tuple[torch.Tensor, ...]], list[str]]:
         """The samples of ``predict_path`` (labels ``-1``) and a name for each."""
         raise NotImplementedError
 
@@ -127,7 +133,10 @@ class ClassificationDataModule(pl.LightningDataModule):
         if spec["kind"] == "table":
             columns = spec["columns"]
             return [
-                sum(len(c["categories"]) if c["kind"] == "categorical" else 1 for c in columns)
+                sum(
+                    len(c["categories"]) if c["kind"] == "categorical" else 1
+                    for c in columns
+                )
             ]
         return list(spec["shape"])
 
@@ -171,9 +180,13 @@ class ClassificationDataModule(pl.LightningDataModule):
             )
         else:
             self.datasets["predict"] = self.datasets["test"]
-            self.predict_names = [str(position) for position in range(len(self.indices["test"]))]
+            self.predict_names = [
+                str(position) for position in range(len(self.indices["test"]))
+            ]
 
-    def split(self, labels: npt.NDArray[np.int64], classes: Sequence[str]) -> dict[str, Rows]:
+    def split(
+        self, labels: npt.NDArray[np.int64], classes: Sequence[str]
+    ) -> dict[str, Rows]:
         """Stratified train/val/test positions, the same for the same ``split_seed``."""
         smallest = math.ceil(1 / min(self.val_fraction, self.test_fraction, 0.5))
         counts = Counter(labels.tolist())
@@ -199,7 +212,9 @@ class ClassificationDataModule(pl.LightningDataModule):
                 random_state=self.split_seed,
             )
         except ValueError as error:  # too few samples for the fractions asked
-            raise UsageError(f"data: cannot split {len(labels)} samples: {error}") from None
+            raise UsageError(
+                f"data: cannot split {len(labels)} samples: {error}"
+            ) from None
         return {
             name: np.asarray(rows, dtype=np.int64)
             for name, rows in (("train", train), ("val", val), ("test", test))

@@ -185,9 +185,11 @@ def sample_inputs(spec: dict[str, Any], rows: int, seed: int = 0) -> Tensor:
                 columns.append(column["mean"] + column["std"] * noise)
             else:
                 count = len(column["categories"])
-                columns.append(torch.randint(0, count, (rows,), generator=generator).float())
+                columns.append(
+                    torch.randint(0, count, (rows,), generator=generator).float()
+                )
         return torch.stack(columns, dim=1)
-    low, high = spec.get("range", (0.0, 1.0))
+    low, high = (float(value) for value in spec.get("range", (0.0, 1.0)))
     return low + (high - low) * torch.rand(rows, *spec["shape"], generator=generator)
 
 
@@ -203,15 +205,21 @@ def check_parity(classifier: Classifier, path: Path) -> dict[str, Any]:
     inputs = sample_inputs(spec, PARITY_ROWS)
     with torch.no_grad():
         expected = torch.softmax(classifier(inputs), dim=1).numpy()
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(path), providers=["CPUExecutionProvider"]
+    )
     (got,) = session.run(["probabilities"], {spec["name"]: inputs.numpy()})
     difference = float(abs(got - expected).max())
     if not difference <= PARITY_TOLERANCE:
         raise UsageError(
             f"{path}: ONNX Runtime's probabilities differ from the checkpoint's by"
-            f" {difference:.2g} (more than {PARITY_TOLERANCE:g}); the export is not kept"
+            f" {difference:.2g} (more than {PARITY_TOLERANCE:g}); nothing is kept"
         )
-    return {"rows": PARITY_ROWS, "max_abs_diff": difference, "tolerance": PARITY_TOLERANCE}
+    return {
+        "rows": PARITY_ROWS,
+        "max_abs_diff": difference,
+        "tolerance": PARITY_TOLERANCE,
+    }
 
 
 def _write_onnx(classifier: Classifier, path: Path) -> int:
@@ -374,6 +382,8 @@ def main(args: list[str]) -> None:
             summary.add(f"{key} (epoch {epoch})", f"{metrics[key]:.4f}")
     shape = ", ".join(map(str, card["input"]["shape"]))
     summary.add("input", f"{card['input']['name']} ({shape}) float32, raw values")
-    summary.add("parity", f"max difference {card['parity']['max_abs_diff']:.1g} (ONNX Runtime)")
+    summary.add(
+        "parity", f"max difference {card['parity']['max_abs_diff']:.1g} (ONNX Runtime)"
+    )
     summary.suggest(PROGRAM, "serve", result.folder)
     summary.print()

@@ -37,7 +37,9 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(
         path
         for path in folder.iterdir()
-        if path.is_file() and path.suffix.lower() in SUFFIXES and not path.name.startswith(".")
+        if path.is_file()
+        and path.suffix.lower() in SUFFIXES
+        and not path.name.startswith(".")
     )
 
 
@@ -52,7 +54,7 @@ def check_image(path: Path, option: str) -> None:
 
 
 class ImageFiles(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Image files as ``(float32 (channels, height, width) raw 0..255, label)`` pairs."""
+    """Image files as ``(raw 0..255 float32 (channels, height, width), label)``."""
 
     def __init__(
         self, paths: list[Path], labels: list[int], size: tuple[int, int], channels: int
@@ -120,14 +122,23 @@ class ImageFolderDataModule(ClassificationDataModule):
                 instead of the test split.
         """
         super().__init__(
-            batch_size, num_workers, val_fraction, test_fraction, split_seed, predict_path
+            batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            split_seed,
+            predict_path,
         )
         self.save_hyperparameters()
         if channels not in (1, 3):
-            raise UsageError(f"data.channels {channels}: must be 1 (grayscale) or 3 (RGB)")
+            raise UsageError(
+                f"data.channels {channels}: must be 1 (grayscale) or 3 (RGB)"
+            )
         size = [image_size] * 2 if isinstance(image_size, int) else list(image_size)
         if len(size) != 2 or min(size) < 1:
-            raise UsageError(f"data.image_size {image_size}: one or two positive numbers")
+            raise UsageError(
+                f"data.image_size {image_size}: one or two positive numbers"
+            )
         self.root = root
         self.size = (int(size[0]), int(size[1]))
         self.channels = channels
@@ -140,7 +151,9 @@ class ImageFolderDataModule(ClassificationDataModule):
         root = Path(self.root)
         if not root.is_dir():
             raise UsageError(f"data.root {self.root}: no such folder")
-        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        folders = sorted(
+            p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+        )
         if not folders:
             raise UsageError(
                 f"data.root {self.root}: no class folders (one sub-folder per class,"
@@ -157,15 +170,22 @@ class ImageFolderDataModule(ClassificationDataModule):
                 check_image(path, "data.root")
             self.paths += files
             self.labels += [index] * len(files)
-        return np.asarray(self.labels, dtype=np.int64), [folder.name for folder in folders]
+        return np.asarray(self.labels, dtype=np.int64), [
+            folder.name for folder in folders
+        ]
 
     @override
     def describe(self, train: Rows) -> dict[str, Any]:
         """Per-channel mean and deviation of (a sample of) the training images."""
-        sample = train[np.linspace(0, len(train) - 1, min(len(train), STATISTICS_SAMPLE))
-                       .astype(np.int64)]
+        sample = train[
+            np.linspace(0, len(train) - 1, min(len(train), STATISTICS_SAMPLE)).astype(
+                np.int64
+            )
+        ]
         mode = "L" if self.channels == 1 else "RGB"
-        pixels = torch.stack([load_image(self.paths[row], self.size, mode) for row in sample])
+        pixels = torch.stack(
+            [load_image(self.paths[row], self.size, mode) for row in sample]
+        )
         per_channel = pixels.transpose(0, 1).flatten(1)
         std = per_channel.std(dim=1).clamp_min(1e-3)
         return {
@@ -194,7 +214,9 @@ class ImageFolderDataModule(ClassificationDataModule):
         )
 
     @override
-    def read_predict(self, path: str) -> tuple[Dataset[tuple[torch.Tensor, ...]], list[str]]:
+    def read_predict(
+        self, path: str
+    ) -> tuple[Dataset[tuple[torch.Tensor, ...]], list[str]]:
         """An image file, or the images of a folder, resized as in training."""
         source = Path(path)
         if source.is_dir():

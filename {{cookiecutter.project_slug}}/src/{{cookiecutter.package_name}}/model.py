@@ -49,7 +49,9 @@ class Standardize(nn.Module):
         if len(mean) != len(std) or not all(value > 0 for value in std):
             raise ValueError("need one positive std per channel mean")
         shape = (len(mean), 1, 1)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(shape)
+        )
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
 
     @override
@@ -112,7 +114,7 @@ class TableEncoder(nn.Module):
 
 
 def build_preprocessing(spec: Mapping[str, Any]) -> nn.Module:
-    """The preprocessing module that an input spec describes (see ``docs/your-data.md``).
+    """The preprocessing module an input spec describes (see ``docs/your-data.md``).
 
     Args:
         spec: A DataModule's ``input_spec``: ``kind`` ``"table"`` with
@@ -187,7 +189,9 @@ class CNN(nn.Module):
         """
         super().__init__()
         if len(input_shape) != 3:
-            raise ValueError(f"CNN needs images (channels, height, width), got {input_shape}")
+            raise ValueError(
+                f"CNN needs images (channels, height, width), got {input_shape}"
+            )
         layers: list[nn.Module] = []
         width = input_shape[0]
         for block in range(blocks):

@@ -28,18 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .names import (  # noqa: F401 (the run folder's file names, re-exported)
-    BEST_CHECKPOINT,
-    CONFIG,
-    EXPORT,
-    LAST_CHECKPOINT,
-    MANIFEST,
-    METRICS,
-    MODEL_CARD,
-    ONNX_MODEL,
-    PLOT,
-    PREDICTIONS,
-)
+
+# The run folder's file names, re-exported: `from .run import CONFIG` works.
+from .names import BEST_CHECKPOINT as BEST_CHECKPOINT
+from .names import CONFIG as CONFIG
+from .names import EXPORT as EXPORT
+from .names import LAST_CHECKPOINT as LAST_CHECKPOINT
+from .names import MANIFEST as MANIFEST
+from .names import METRICS as METRICS
+from .names import MODEL_CARD as MODEL_CARD
+from .names import ONNX_MODEL as ONNX_MODEL
+from .names import PLOT as PLOT
+from .names import PREDICTIONS as PREDICTIONS
 
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 """A run's ``status`` in its manifest: ``running`` until it ends in another one."""

@@ -36,8 +36,8 @@ class EpochAccuracy(Metric):
     deterministic algorithms, the default here) costs about a third of a
     training step of a small network. This metric only keeps each batch's predicted
     classes and targets, a few microseconds, and hands them all to the same
-    function, ``multiclass_accuracy`` (micro average: plain accuracy), when the epoch's value
-    is computed: the value is the same, to the last digit. Under DDP every
+    function, ``multiclass_accuracy`` (micro average: plain accuracy), when the
+    epoch's value is computed: the value is the same, to the last digit. Under DDP every
     process's batches are gathered first. It holds two integers per sample
     until the epoch ends.
     """
@@ -132,7 +132,9 @@ class Classifier(pl.LightningModule):
         self.lr = lr
         self.weight_decay = weight_decay
         self.class_names = list(class_names or map(str, range(num_classes)))
-        self.input_spec: dict[str, Any] = json.loads(preprocessing) if preprocessing else {}
+        self.input_spec: dict[str, Any] = (
+            json.loads(preprocessing) if preprocessing else {}
+        )
         self.preprocess = (
             build_preprocessing(self.input_spec) if self.input_spec else nn.Identity()
         )

@@ -103,7 +103,12 @@ class TableDataModule(ClassificationDataModule):
                 the test split.
         """
         super().__init__(
-            batch_size, num_workers, val_fraction, test_fraction, split_seed, predict_path
+            batch_size,
+            num_workers,
+            val_fraction,
+            test_fraction,
+            split_seed,
+            predict_path,
         )
         self.save_hyperparameters()
         self.path = path
@@ -136,7 +141,9 @@ class TableDataModule(ClassificationDataModule):
         if self.target in features:
             raise UsageError(f"data.features: {self.target!r} is the target column")
         if not features:
-            raise UsageError(f"data.path {self.path}: no feature column besides the target")
+            raise UsageError(
+                f"data.path {self.path}: no feature column besides the target"
+            )
         target = frame[self.target]
         if not pd.api.types.is_numeric_dtype(target):
             target = target.astype("string")
@@ -149,7 +156,7 @@ class TableDataModule(ClassificationDataModule):
         self.kinds = {name: self._kind(frame[name]) for name in features}
         self.frame = frame[features]
         classes = sorted(target.unique().tolist())
-        codes = pd.Categorical(target, categories=classes).codes.astype(np.int64)
+        codes = pd.Index(classes).get_indexer(target).astype(np.int64)
         self.labels = torch.from_numpy(codes)
         return codes, [str(value) for value in classes]
 
@@ -188,14 +195,16 @@ class TableDataModule(ClassificationDataModule):
                 numbers = column.to_numpy(dtype=np.float64)
                 mean, std = numbers[train].mean(), numbers[train].std()
                 std = float(std) if std > 0 else 1.0
-                columns.append({"name": name, "kind": kind, "mean": float(mean), "std": std})
+                columns.append(
+                    {"name": name, "kind": kind, "mean": float(mean), "std": std}
+                )
                 values[:, position] = numbers
             else:
                 text = column.astype(str)
                 categories = sorted(text.iloc[train].unique().tolist())
                 columns.append({"name": name, "kind": kind, "categories": categories})
                 # A category only the held-out rows have encodes as all zeros.
-                values[:, position] = pd.Categorical(text, categories=categories).codes
+                values[:, position] = pd.Index(categories).get_indexer(text)
         self.values = torch.from_numpy(values)
         numeric = sum(1 for kind in self.kinds.values() if kind == "numeric")
         return {
@@ -219,14 +228,18 @@ class TableDataModule(ClassificationDataModule):
         return TensorDataset(self.values[positions], self.labels[positions])
 
     @override
-    def read_predict(self, path: str) -> tuple[Dataset[tuple[torch.Tensor, ...]], list[str]]:
+    def read_predict(
+        self, path: str
+    ) -> tuple[Dataset[tuple[torch.Tensor, ...]], list[str]]:
         """The rows of a table with the feature columns, encoded as in training."""
         frame = read_table(path, "data.predict_path")
         frame.columns = pd.Index([str(name) for name in frame.columns])
         values = encode_rows(frame, self.input_spec["columns"], path)
         inputs = torch.from_numpy(values)
         no_labels = torch.full((len(inputs),), -1, dtype=torch.int64)
-        return TensorDataset(inputs, no_labels), [str(row) for row in range(len(inputs))]
+        return TensorDataset(inputs, no_labels), [
+            str(row) for row in range(len(inputs))
+        ]
 
 
 def encode_rows(
@@ -238,7 +251,9 @@ def encode_rows(
         UsageError: A feature column is missing, or a value is missing, not a
             number in a numeric column, or a category training never saw.
     """
-    missing = [column["name"] for column in columns if column["name"] not in frame.columns]
+    missing = [
+        column["name"] for column in columns if column["name"] not in frame.columns
+    ]
     if missing:
         raise UsageError(
             f"data.predict_path {path}: no column {missing[0]!r}; the model needs"
@@ -251,7 +266,8 @@ def encode_rows(
         if empty.any():
             row = int(np.flatnonzero(empty)[0])
             raise UsageError(
-                f"data.predict_path {path} line {_line(row)}: column {name!r} has no value"
+                f"data.predict_path {path} line {_line(row)}: column {name!r} has no"
+                " value"
             )
         if column["kind"] == "numeric":
             numbers = pd.to_numeric(cells, errors="coerce")
@@ -264,7 +280,7 @@ def encode_rows(
                 )
             values[:, position] = numbers.to_numpy(dtype=np.float64)
         else:
-            codes = pd.Categorical(cells.astype(str), categories=column["categories"]).codes
+            codes = pd.Index(column["categories"]).get_indexer(cells.astype(str))
             if (codes < 0).any():
                 row = int(np.flatnonzero(codes < 0)[0])
                 known = ", ".join(repr(c) for c in column["categories"][:10])

@@ -251,7 +251,7 @@ class CLI(LightningCLI):
 
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse; a mistake is one line naming the option (and the closest valid one)."""
+        """Parse; a mistake is one line naming the option (and the closest one)."""
         try:
             self.config = parser.parse_args(args)
         except ArgumentError as error:
@@ -361,7 +361,9 @@ def parse_error(parser: LightningArgumentParser, message: str) -> str:
         message: jsonargparse's message.
     """
     unknown = re.search(r"unrecognized arguments: --([^\s=]+)", message)
-    group = re.search(r"Group '([^']+)' does not accept (?:option|key) '([^']+)'", message)
+    group = re.search(
+        r"Group '([^']+)' does not accept (?:option|key) '([^']+)'", message
+    )
     nested = re.search(
         r'Parser key "([^"]+)":.*?Problem with given class_path \'([^\']+)\':'
         r"\s+(?:Option|Key) '([^']+)' is not accepted",
@@ -373,13 +375,16 @@ def parse_error(parser: LightningArgumentParser, message: str) -> str:
         key = f"{prefix}.{name}"
         candidates = [f"{prefix}.{option}" for option in init_parameters(class_path)]
     elif unknown is not None or group is not None:
-        key = unknown.group(1) if unknown is not None else ".".join(group.groups())
-        candidates = [
-            name.replace(".init_args.", ".") for name in parser.get_defaults().keys()
-        ]
+        key = unknown.group(1) if unknown else ".".join(group.groups() if group else ())
+        defaults = parser.get_defaults().keys()  # a Namespace: not iterable
+        candidates = [name.replace(".init_args.", ".") for name in defaults]
     else:
-        lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
-        first = re.sub(r'^Parser key "([^"]+)":', r"--\1:", lines[0]) if lines else message
+        lines = [
+            " ".join(line.split()) for line in message.splitlines() if line.strip()
+        ]
+        first = (
+            re.sub(r'^Parser key "([^"]+)":', r"--\1:", lines[0]) if lines else message
+        )
         return " ".join([first, *lines[1:]])[:300]
     close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     hint = (
