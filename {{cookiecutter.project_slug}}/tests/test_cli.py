@@ -306,6 +306,64 @@ def test_common_mistakes_are_one_line_and_status_2(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["fit", "--model.lrr", "0.1"],
+            "--model.lrr: unknown option; did you mean --model.lr?",
+        ),
+        (
+            ["fit", "--model.net.hiden_size", "3"],
+            "--model.net.hiden_size: unknown option;"
+            " did you mean --model.net.hidden_size?",
+        ),
+        (
+            ["test", "--trainer.max_epoch", "3"],
+            "--trainer.max_epoch: unknown option; did you mean --trainer.max_epochs?",
+        ),
+        (["fit", "--model.lr", "fast"], "--model.lr: Expected a <class 'float'>"),
+    ],
+)
+def test_an_option_typo_is_one_line_with_the_closest_option(
+    call_cli: CallCLI, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_cli(*args)
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "model:\n  lrr: 0.1\n",
+            "--model.lrr: unknown option; did you mean --model.lr?",
+        ),
+        (
+            "data:\n  init_args:\n    batch_sise: 8\n",
+            "--data.batch_sise: unknown option; did you mean --data.batch_size?",
+        ),
+    ],
+)
+def test_a_typo_in_a_config_file_names_the_key(
+    call_cli: CallCLI,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    text: str,
+    message: str,
+) -> None:
+    config = tmp_path / "typo.yaml"
+    config.write_text(text, encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        call_cli("fit", "--config", str(config))
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line
+
+
 def test_help_names_the_project_and_every_command(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

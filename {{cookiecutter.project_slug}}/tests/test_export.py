@@ -15,10 +15,11 @@ import torch
 from {{ cookiecutter.package_name }}.cli import main
 {%- if cookiecutter.dataset == "digits" %}
 from {{ cookiecutter.package_name }}.data import DigitsDataModule as DataModule
+from {{ cookiecutter.package_name }}.export import rounded
 {%- else %}
+from {{ cookiecutter.package_name }}.export import rounded
 from {{ cookiecutter.package_name }}.mnist import MNISTDataModule as DataModule
 {%- endif %}
-from {{ cookiecutter.package_name }}.export import rounded
 from {{ cookiecutter.package_name }}.run import read_metrics
 from {{ cookiecutter.package_name }}.summary import parse_summary
 from {{ cookiecutter.package_name }}.system import Classifier

@@ -48,8 +48,6 @@ class MNISTDataModule(pl.LightningDataModule):
     """Shape of one image: channels, height, width."""
     num_classes = 10
     """Distinct labels (the digits 0 to 9)."""
-    class_names = [str(digit) for digit in range(10)]
-    """The label of each class index."""
     value_range = (0.0, 255.0)
     """The lowest and highest raw pixel value."""
 
@@ -70,6 +68,11 @@ class MNISTDataModule(pl.LightningDataModule):
                 " as MNIST stores them (0 = background)"
             ),
         }
+
+    @property
+    def class_names(self) -> list[str]:
+        """The label of each class index."""
+        return [str(digit) for digit in range(self.num_classes)]
 
     @property
     def net_input_shape(self) -> list[int]:

@@ -192,6 +192,7 @@ class CLI(LightningCLI):
                 "prog": f"{PROGRAM} {command}",
                 "description": description(command),
                 "exit_on_error": False,  # parse_arguments makes errors one line
+                "allow_abbrev": False,  # --trainer.max_epoch is a typo, not a prefix
             },
         )
 
