@@ -1,4 +1,4 @@
-"""serve: /predict on tables and images, the v2 protocol, metrics, bad input, no torch."""
+"""serve: /predict on tables and images, v2, metrics, bad input, no torch."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ import numpy as np
 import onnxruntime
 import pytest
 import starlette.testclient
-from conftest import SMOKE, run_main
 from fastapi.testclient import TestClient
 
+from conftest import SMOKE, run_main
 from {{ cookiecutter.package_name }}.cli import main
 {%- if cookiecutter.dataset == "digits" %}
 from {{ cookiecutter.package_name }}.data import DigitsDataModule as DataModule
@@ -84,9 +84,15 @@ def table_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
             kind = "old" if age > 45 else ("blue-ish" if colour == 0 else "other")
             writer.writerow([f"{age:.2f}", COLOURS[colour], f"{size:.3f}", kind])
     run = run_main(
-        root, "fit", "--config", SMOKE, "--data", "TableDataModule",
-        f"--data.path={path}", "--data.target=kind",
-    )  # fmt: skip
+        root,
+        "fit",
+        "--config",
+        SMOKE,
+        "--data",
+        "TableDataModule",
+        f"--data.path={path}",
+        "--data.target=kind",
+    )
     assert run is not None
     with contextlib.redirect_stdout(io.StringIO()):
         main(["export", str(run)])
@@ -121,7 +127,7 @@ def test_health_metadata_and_offline_docs(client: TestClient, exported: Path) ->
 
 def test_the_test_client_runs_on_httpx2() -> None:
     """Starlette deprecates its httpx path; the project brings httpx2."""
-    assert starlette.testclient.httpx.__name__ == "httpx2"
+    assert vars(starlette.testclient)["httpx"].__name__ == "httpx2"
 
 
 def test_predict_images_answers_as_onnx_runtime(
@@ -137,7 +143,9 @@ def test_predict_images_answers_as_onnx_runtime(
     assert body["labels"] == [classes[i] for i in body["predictions"]]
 
 
-def test_predict_table_rows_by_column_name(table_client: TestClient, table_export: Path) -> None:
+def test_predict_table_rows_by_column_name(
+    table_client: TestClient, table_export: Path
+) -> None:
     card = card_of(table_export)
     assert [c["name"] for c in card["input"]["columns"]] == COLUMNS
     rows = [
@@ -147,7 +155,10 @@ def test_predict_table_rows_by_column_name(table_client: TestClient, table_expor
     answer = table_client.post("/predict", json={"inputs": rows})
     assert answer.status_code == 200, answer.text
     categories = card["input"]["columns"][1]["categories"]
-    graph_rows = [[50.5, categories.index("red"), 4.0], [25, categories.index("blue"), -1.5]]
+    graph_rows = [
+        [50.5, categories.index("red"), 4.0],
+        [25, categories.index("blue"), -1.5],
+    ]
     expected = probabilities_of(table_export, np.asarray(graph_rows, dtype=np.float32))
     body = answer.json()
     np.testing.assert_allclose(body["probabilities"], expected, atol=1e-6)
@@ -156,15 +167,24 @@ def test_predict_table_rows_by_column_name(table_client: TestClient, table_expor
 
 GOOD_ROW = {"age": 30.0, "colour": "red", "size cm/2": 1.0}
 BAD_ROWS = {
-    "missing column": ({"age": 30.0, "colour": "red"}, "row 1, column 'size cm/2': missing"),
-    "unknown column": ({**GOOD_ROW, "height": 2}, "row 1, column 'height': no such column"),
-    "unknown category": ({**GOOD_ROW, "colour": "mauve"}, "row 1, column 'colour': unknown category 'mauve'"),
+    "missing column": (
+        {"age": 30.0, "colour": "red"},
+        "row 1, column 'size cm/2': missing",
+    ),
+    "unknown column": (
+        {**GOOD_ROW, "height": 2},
+        "row 1, column 'height': no such column",
+    ),
+    "unknown category": (
+        {**GOOD_ROW, "colour": "mauve"},
+        "row 1, column 'colour': unknown category 'mauve'",
+    ),
     "string in a numeric column": ({**GOOD_ROW, "age": "30"}, "row 1, column 'age': "),
     "null": ({**GOOD_ROW, "age": None}, "row 1, column 'age': "),
     "boolean": ({**GOOD_ROW, "size cm/2": True}, "row 1, column 'size cm/2': "),
     "category as a number": ({**GOOD_ROW, "colour": 1}, "row 1, column 'colour': "),
     "not an object": ([30.0, "red", 1.0], "row 1: "),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", list(BAD_ROWS))
@@ -205,8 +225,14 @@ def bad_image_bodies(shape: list[int], high: float) -> dict[str, tuple[str, str]
         "NaN": ('{"inputs": [' + nested("NaN", shape) + "]}", "finite number"),
         "infinity": ('{"inputs": [' + nested("-Infinity", shape) + "]}", "finite"),
         "overflow": ('{"inputs": [' + nested("1e999", shape) + "]}", "finite number"),
-        "out of range": ('{"inputs": [' + nested(f"{high + 1:g}", shape) + "]}", "less"),
-        "flat row": ('{"inputs": [[' + ",".join(["1"] * np.prod(shape)) + "]]}", "row 0"),
+        "out of range": (
+            '{"inputs": [' + nested(f"{high + 1:g}", shape) + "]}",
+            "less",
+        ),
+        "flat row": (
+            '{"inputs": [[' + ",".join(["1"] * np.prod(shape)) + "]]}",
+            "row 0",
+        ),
         "empty batch": ('{"inputs": []}', "inputs is empty"),
         "rows not a list": ('{"inputs": 3}', "inputs"),
     }
@@ -229,7 +255,11 @@ def test_bad_image_input_is_422_naming_the_problem(
 
 @pytest.mark.parametrize(
     "headers",
-    [{"content-type": "text/plain"}, {"content-type": "application/x-www-form-urlencoded"}, {}],
+    [
+        {"content-type": "text/plain"},
+        {"content-type": "application/x-www-form-urlencoded"},
+        {},
+    ],
 )
 def test_predict_takes_only_application_json(
     client: TestClient, shape: list[int], headers: dict[str, str]
@@ -259,7 +289,9 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(client: TestClient) -> N
     assert client.post("/predict", content=chunks(), headers=headers).status_code == 413
 
 
-def test_validation_stops_at_the_first_bad_row(client: TestClient, shape: list[int]) -> None:
+def test_validation_stops_at_the_first_bad_row(
+    client: TestClient, shape: list[int]
+) -> None:
     """A body of bad rows builds the first row's problem, not every row's."""
     rows = ",".join([nested('"x"', shape)] * 512)
     problems = post(client, '{"inputs": [' + rows + "]}").json()["detail"]
@@ -379,7 +411,11 @@ def test_v2_metadata_readiness_and_infer(
     assert client.get(f"/v2/models/{name}/ready").json() == {"ready": True}
     metadata = client.get(f"/v2/models/{name}").json()
     assert metadata["inputs"] == [
-        {"name": input_name, "datatype": "FP32", "shape": [-1, *card["input"]["shape"][1:]]}
+        {
+            "name": input_name,
+            "datatype": "FP32",
+            "shape": [-1, *card["input"]["shape"][1:]],
+        }
     ]
     batch = np.asarray(samples, dtype=np.float32)
     flat = v2_body(input_name, list(batch.shape), batch.ravel().tolist())
@@ -387,10 +423,17 @@ def test_v2_metadata_readiness_and_infer(
     assert answer.status_code == 200, answer.text
     outputs = {output["name"]: output for output in answer.json()["outputs"]}
     expected = probabilities_of(exported, batch)
-    got = np.asarray(outputs["probabilities"]["data"]).reshape(outputs["probabilities"]["shape"])
+    got = np.asarray(outputs["probabilities"]["data"]).reshape(
+        outputs["probabilities"]["shape"]
+    )
     np.testing.assert_allclose(got, expected, atol=1e-6)
     labels = [card["classes"][i] for i in expected.argmax(axis=1)]
-    assert outputs["label"] == {"name": "label", "datatype": "BYTES", "shape": [len(batch)], "data": labels}
+    assert outputs["label"] == {
+        "name": "label",
+        "datatype": "BYTES",
+        "shape": [len(batch)],
+        "data": labels,
+    }
     nested_body = v2_body(input_name, list(batch.shape), batch.tolist())
     again = post(client, nested_body, f"/v2/models/{name}/infer").json()
     assert again["outputs"] == answer.json()["outputs"]
@@ -411,20 +454,57 @@ def test_hostile_v2_requests_are_4xx_with_an_error(
     values = int(np.prod(shape))
     infer = f"/v2/models/{name}/infer"
     cases = {
-        "unknown model": ("/v2/models/nope/infer", v2_body(input_name, [1, *shape], [0.0] * values), 404),
-        "wrong datatype": (infer, v2_body(input_name, [1, *shape], [0] * values, "INT64"), 400),
-        "bytes": (infer, v2_body(input_name, [1, *shape], ["a"] * values, "BYTES"), 400),
+        "unknown model": (
+            "/v2/models/nope/infer",
+            v2_body(input_name, [1, *shape], [0.0] * values),
+            404,
+        ),
+        "wrong datatype": (
+            infer,
+            v2_body(input_name, [1, *shape], [0] * values, "INT64"),
+            400,
+        ),
+        "bytes": (
+            infer,
+            v2_body(input_name, [1, *shape], ["a"] * values, "BYTES"),
+            400,
+        ),
         "unknown input": (infer, v2_body("nope", [1, *shape], [0.0] * values), 400),
-        "shape and data disagree": (infer, v2_body(input_name, [2, *shape], [0.0] * values), 400),
-        "wrong sample shape": (infer, v2_body(input_name, [values], [0.0] * values), 400),
-        "huge shape": (infer, v2_body(input_name, [10**12, *shape], [0.0] * values), 400),
+        "shape and data disagree": (
+            infer,
+            v2_body(input_name, [2, *shape], [0.0] * values),
+            400,
+        ),
+        "wrong sample shape": (
+            infer,
+            v2_body(input_name, [values], [0.0] * values),
+            400,
+        ),
+        "huge shape": (
+            infer,
+            v2_body(input_name, [10**12, *shape], [0.0] * values),
+            400,
+        ),
         "ragged": (infer, v2_body(input_name, [1, *shape], [[0.0], [0.0, 1.0]]), 400),
         "string": (infer, v2_body(input_name, [1, *shape], ["1"] * values), 400),
-        "NaN": (infer, v2_body(input_name, [1, *shape], [0.0] * values).replace("0.0", "NaN", 1), 400),
+        "NaN": (
+            infer,
+            v2_body(input_name, [1, *shape], [0.0] * values).replace("0.0", "NaN", 1),
+            400,
+        ),
         "no inputs": (infer, '{"inputs": []}', 400),
         "not JSON": (infer, "{", 400),
-        "unknown output": (infer, json.dumps({**json.loads(v2_body(input_name, [1, *shape], [0.0] * values)), "outputs": [{"name": "x"}]}), 400),
-    }  # fmt: skip
+        "unknown output": (
+            infer,
+            json.dumps(
+                {
+                    **json.loads(v2_body(input_name, [1, *shape], [0.0] * values)),
+                    "outputs": [{"name": "x"}],
+                }
+            ),
+            400,
+        ),
+    }
     for case, (path, body, status) in cases.items():
         answer = post(client, body, path)
         assert answer.status_code == status, (case, answer.text)
@@ -434,11 +514,16 @@ def test_hostile_v2_requests_are_4xx_with_an_error(
     assert plain.status_code == 415
 
 
-def test_metrics_count_requests_by_endpoint_and_status(exported: Path, shape: list[int]) -> None:
+def test_metrics_count_requests_by_endpoint_and_status(
+    exported: Path, shape: list[int]
+) -> None:
     with TestClient(create_app(exported)) as client:
+
         def count(text: str, status: str) -> float:
             line = 'serve_requests_total{endpoint="/predict",status="' + status + '"}'
-            found = [row.split()[-1] for row in text.splitlines() if row.startswith(line)]
+            found = [
+                row.split()[-1] for row in text.splitlines() if row.startswith(line)
+            ]
             return float(found[0]) if found else 0.0
 
         before = client.get("/metrics").text
@@ -478,9 +563,12 @@ def serving(folder: Path, *options: str) -> Iterator[int]:
     port = free_port()
     command = [sys.executable, "-m", PACKAGE, "serve", str(folder), "--port", str(port)]
     server = subprocess.Popen(
-        [*command, *options], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=ENV, start_new_session=True,
-    )  # fmt: skip
+        [*command, *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=ENV,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -526,7 +614,7 @@ def text(value: bytes | str) -> str:
 def test_the_serve_command_answers_concurrent_clients_and_tritonclient(
     exported: Path, samples: list[Any]
 ) -> None:
-    import tritonclient.http as triton
+    import tritonclient.http as triton  # type: ignore[import-untyped]
 
     card = card_of(exported)
     expected = probabilities_of(exported, np.asarray(samples, dtype=np.float32))
@@ -562,7 +650,9 @@ def test_the_serve_command_answers_concurrent_clients_and_tritonclient(
             triton.InferRequestedOutput("logits", binary_data=False, class_count=2),
         ]
         result = server.infer(card["name"], [tensor], outputs=outputs)
-        np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-6)
+        np.testing.assert_allclose(
+            result.as_numpy("probabilities"), expected, atol=1e-6
+        )
         labels = [card["classes"][i] for i in expected.argmax(axis=1)]
         assert [text(v) for v in result.as_numpy("label").tolist()] == labels
         top = result.as_numpy("logits")

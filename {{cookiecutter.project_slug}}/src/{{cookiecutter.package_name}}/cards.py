@@ -90,7 +90,11 @@ def write_hub_card(card: dict[str, Any], folder: Path | str) -> Path:
                 "results": [
                     {
                         "task": {"type": task, "name": task.replace("-", " ")},
-                        "dataset": {"name": dataset, "type": dataset, "split": "validation"},
+                        "dataset": {
+                            "name": dataset,
+                            "type": dataset,
+                            "split": "validation",
+                        },
                         "metrics": results,
                     }
                 ],
@@ -110,7 +114,8 @@ def write_hub_card(card: dict[str, Any], folder: Path | str) -> Path:
         "",
         "## Input",
         "",
-        f"`{spec['name']}`, float32, shape {spec['shape']}: {_cell(spec.get('description', ''))}.",
+        f"`{spec['name']}`, float32, shape {spec['shape']}:"
+        f" {_cell(spec.get('description', ''))}.",
         f"Preprocessing: {_cell(spec.get('preprocessing', ''))}.",
         "",
     ]
@@ -122,15 +127,21 @@ def write_hub_card(card: dict[str, Any], folder: Path | str) -> Path:
                 if column["kind"] == "categorical"
                 else f"mean {column['mean']:.4g}, std {column['std']:.4g}"
             )
-            lines.append(f"| {_cell(column['name'])} | {column['kind']} | {_cell(values)} |")
+            lines.append(
+                f"| {_cell(column['name'])} | {column['kind']} | {_cell(values)} |"
+            )
     else:
         lines.append(
-            f"{spec.get('channels')} channel(s) of {spec.get('size')} pixels, raw values"
+            f"{spec.get('channels')} channel(s) of {spec.get('size')} pixels, raw"
+            " values"
             f" in {spec.get('range')}."
         )
     lines += ["", "## Classes", "", ", ".join(_cell(c) for c in card["classes"]), ""]
     lines += ["## Results", "", "| metric | best | last |", "|---|---|---|"]
-    lines += [f"| {key} | {best.get(key, '')} | {last.get(key, '')} |" for key in sorted({*best, *last})]
+    lines += [
+        f"| {key} | {best.get(key, '')} | {last.get(key, '')} |"
+        for key in sorted({*best, *last})
+    ]
     parity, source = card.get("parity", {}), card.get("source", {})
     lines += [
         "",
@@ -142,7 +153,8 @@ def write_hub_card(card: dict[str, Any], folder: Path | str) -> Path:
         f" (SHA-256 `{source.get('checkpoint_sha256')}`), epoch {epoch}",
         f"- model SHA-256 `{card.get('model', {}).get('sha256')}`, opset"
         f" {card.get('model', {}).get('opset')}",
-        f"- versions: {', '.join(f'{k} {v}' for k, v in card.get('versions', {}).items())}",
+        "- versions: "
+        + ", ".join(f"{k} {v}" for k, v in card.get("versions", {}).items()),
         "",
         "## Use",
         "",
@@ -183,27 +195,29 @@ def write_triton_repository(
     graph = onnx.load(str(model), load_external_data=False).graph
     initialised = {tensor.name for tensor in graph.initializer}
     inputs = [value for value in graph.input if value.name not in initialised]
-    folder = Path(root) / str(card["name"])
-    (folder / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model, folder / "1" / ONNX_MODEL)
-    labels = "\n".join(" ".join(str(c).split()) for c in card["classes"]) + "\n"
-    (folder / "labels.txt").write_text(labels, encoding="utf-8")
+    described = [_tensor(value) for value in inputs]  # checked before writing
+    outputs = [
+        _tensor(value, "labels.txt" if value.name == "probabilities" else None)
+        for value in graph.output
+    ]
     text = [
         f"name: {_quote(card['name'])}",
         'platform: "onnxruntime_onnx"',
         f"max_batch_size: {TRITON_MAX_BATCH}",
         "input [",
-        ",\n".join(_tensor(value) for value in inputs),
+        ",\n".join(described),
         "]",
         "output [",
-        ",\n".join(
-            _tensor(value, "labels.txt" if value.name == "probabilities" else None)
-            for value in graph.output
-        ),
+        ",\n".join(outputs),
         "]",
         "dynamic_batching { }",
         "",
     ]
+    folder = Path(root) / str(card["name"])
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, folder / "1" / ONNX_MODEL)
+    labels = "\n".join(" ".join(str(c).split()) for c in card["classes"]) + "\n"
+    (folder / "labels.txt").write_text(labels, encoding="utf-8")
     (folder / "config.pbtxt").write_text("\n".join(text), encoding="utf-8")
     return folder
 

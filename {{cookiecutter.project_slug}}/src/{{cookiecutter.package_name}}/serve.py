@@ -238,8 +238,9 @@ def sample_type(card: Card) -> Any:
 
 def request_model(card: Card, max_rows: int) -> type[BaseModel]:
     """The pydantic model of a ``/predict`` body for ``card``'s model."""
-    rows = Annotated[
-        list[sample_type(card)],  # type: ignore[misc]
+    sample: Any = sample_type(card)
+    rows: Any = Annotated[
+        list[sample],
         Field(min_length=1, max_length=max_rows, description=describe(card)),
         Field(fail_fast=True),
     ]
