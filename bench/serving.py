@@ -27,6 +27,7 @@ end-to-end tier's local index) and prints the figures as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -39,9 +40,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 CLIENTS = 8
 """Concurrent client processes."""
@@ -135,7 +138,9 @@ def _newest_fit(project: Path) -> Path | None:
     return runs[-1].parents[1] if runs else None
 
 
-def _client(port: int, method: str, path: str, body: bytes | None, until: float) -> list[float]:
+def _client(
+    port: int, method: str, path: str, body: bytes | None, until: float, status: int = 200
+) -> list[float]:
     """One client: requests on one keep-alive connection until ``until``; latencies."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"content-type": "application/json"} if body is not None else {}
@@ -145,21 +150,29 @@ def _client(port: int, method: str, path: str, body: bytes | None, until: float)
         connection.request(method, path, body=body, headers=headers)
         answer = connection.getresponse()
         answer.read()
-        if answer.status != 200:
-            raise RuntimeError(f"{method} {path}: {answer.status}")
+        if answer.status != status:
+            raise RuntimeError(f"{method} {path}: {answer.status}, expected {status}")
         latencies.append(time.perf_counter() - started)
     connection.close()
     return latencies
 
 
-def _load(port: int, method: str, path: str, body: bytes | None, rows: int) -> dict[str, Any]:
-    """CLIENTS processes at once, SECONDS long (after a 0.5 s warm-up)."""
+def _load(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None,
+    rows: int,
+    status: int = 200,
+    seconds: float = SECONDS,
+) -> dict[str, Any]:
+    """CLIENTS processes at once, ``seconds`` long (after a 0.5 s warm-up)."""
     with multiprocessing.get_context("spawn").Pool(CLIENTS) as pool:
         warm = time.time() + 0.5
-        pool.starmap(_client, [(port, method, path, body, warm)] * CLIENTS)
-        until = time.time() + SECONDS
+        pool.starmap(_client, [(port, method, path, body, warm, status)] * CLIENTS)
+        until = time.time() + seconds
         started = time.perf_counter()
-        results = pool.starmap(_client, [(port, method, path, body, until)] * CLIENTS)
+        results = pool.starmap(_client, [(port, method, path, body, until, status)] * CLIENTS)
         wall = time.perf_counter() - started
     latencies = sorted(t for result in results for t in result)
     count = len(latencies)
@@ -228,7 +241,7 @@ def measure(project: Path, env: Mapping[str, str]) -> dict[str, Any]:
             env,
         )
         result["in_process"] = json.loads(ort.stdout)
-        result["served"] = _serve_and_load(venv / "bin" / slug, exported, serving, env)
+        result["served"] = _serve_and_load([venv / "bin" / slug], exported, serving, env)
     health = result["served"]["health"]["requests_per_s"]
     predict = result["served"]["predict_1"]["requests_per_s"]
     result["target"] = {
@@ -259,7 +272,13 @@ def rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("health", "`GET /health`"),
         ("predict_1", "`POST /predict`, 1 row"),
         ("predict_256", "`POST /predict`, 256 rows"),
+        ("infer_1", "`POST /v2/models/NAME/infer`, batch 1"),
+        ("infer_256", "`POST /v2/models/NAME/infer`, batch 256"),
+        ("bad_256", "`POST /predict`, 256 rows of strings (422)"),
+        ("predict_1_no_metrics", "`POST /predict`, 1 row, `--no-metrics`"),
     ):
+        if key not in served:
+            continue
         data = served[key]
         lines.append(
             (
@@ -276,6 +295,16 @@ def rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f"p50 {data['p50_ms']} ms, p99 {data['p99_ms']} ms",
             )
         )
+    for label, over, under in (
+        ("v2 infer / `/predict` requests/s, batch 1", "infer_1", "predict_1"),
+        ("v2 infer / `/predict` requests/s, batch 256", "infer_256", "predict_256"),
+        ("metrics on / off, `/predict` 1 row", "predict_1", "predict_1_no_metrics"),
+        ("bad body / good body p50, 256 rows", "bad_256", "predict_256"),
+    ):
+        if over in served and under in served:
+            figure = "p50_ms" if label.startswith("bad") else "requests_per_s"
+            ratio = served[over][figure] / served[under][figure]
+            lines.append((f"serving: {label}", f"{ratio:.2f}"))
     target = result.get("target") or {}
     if target:
         lines.append(
@@ -288,11 +317,77 @@ def rows(result: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _serve_and_load(
-    script: Path, exported: Path, cwd: Path, env: Mapping[str, str]
+    command: Sequence[str | Path],
+    exported: Path,
+    cwd: Path,
+    env: Mapping[str, str],
+    seconds: float = SECONDS,
 ) -> dict[str, Any]:
+    """The serving figures of ``command serve exported`` (with metrics, then without)."""
+    served: dict[str, Any] = {}
+    for metrics in ("--metrics", "--no-metrics"):
+        with _serving(command, exported, cwd, env, metrics) as (port, card):
+            if metrics == "--no-metrics":
+                body = _predict_body(card, 1)
+                served["predict_1_no_metrics"] = _load(
+                    port, "POST", "/predict", body, 1, seconds=seconds
+                )
+                continue
+            served["health"] = _load(port, "GET", "/health", None, 0, seconds=seconds)
+            infer = f"/v2/models/{card['name']}/infer"
+            for batch in BATCHES:
+                body = _predict_body(card, batch)
+                served[f"predict_{batch}"] = _load(
+                    port, "POST", "/predict", body, batch, seconds=seconds
+                )
+                served[f"infer_{batch}"] = _load(
+                    port, "POST", infer, _infer_body(card, batch), batch, seconds=seconds
+                )
+            # The same rows, every value a string: each is a 422.
+            bad = re.sub(rb"[0-9.]+", b'"x"', _predict_body(card, BATCHES[-1]))
+            served["bad_256"] = _load(
+                port, "POST", "/predict", bad, BATCHES[-1], 422, seconds=seconds
+            )
+    return served
+
+
+def _samples(card: Mapping[str, Any], batch: int) -> list[Any]:
+    """``batch`` raw image samples of the card's shape, values within its range."""
+    shape = [int(n) for n in card["input"]["shape"][1:]]
+    high = int(card["input"]["range"][1])
+    count = batch * int(np.prod(shape))
+    values = (np.arange(count) * 7 % (high + 1)).astype(float)
+    samples: list[Any] = values.reshape(batch, *shape).tolist()
+    return samples
+
+
+def _predict_body(card: Mapping[str, Any], batch: int) -> bytes:
+    return json.dumps({"inputs": _samples(card, batch)}).encode()
+
+
+def _infer_body(card: Mapping[str, Any], batch: int) -> bytes:
+    samples = np.asarray(_samples(card, batch))
+    tensor = {
+        "name": card["input"]["name"],
+        "shape": list(samples.shape),
+        "datatype": "FP32",
+        "data": samples.ravel().tolist(),
+    }
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+@contextlib.contextmanager
+def _serving(
+    command: Sequence[str | Path],
+    exported: Path,
+    cwd: Path,
+    env: Mapping[str, str],
+    *options: str,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``command serve exported`` on a free port until ready: the port and the card."""
     port = _free_port()
     server = subprocess.Popen(
-        [str(script), "serve", str(exported), "--port", str(port)],
+        [*map(str, command), "serve", str(exported), "--port", str(port), *options],
         cwd=cwd,
         env=dict(env),
         stdout=subprocess.DEVNULL,
@@ -314,17 +409,7 @@ def _serve_and_load(
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        features = card["input"]["values_per_sample"]
-        high = card["input"]["range"][1]
-        served = {"health": _load(port, "GET", "/health", None, 0)}
-        for batch in BATCHES:
-            rows = [
-                [float((r * 7 + c) % (int(high) + 1)) for c in range(features)]
-                for r in range(batch)
-            ]
-            body = json.dumps({"inputs": rows}).encode()
-            served[f"predict_{batch}"] = _load(port, "POST", "/predict", body, batch)
-        return served
+        yield port, card
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -334,8 +419,23 @@ def _serve_and_load(
             server.wait(timeout=30)
 
 
+def quick(project: Path, exported: Path, seconds: float = 1.5) -> dict[str, Any]:
+    """The serving figures alone, with this interpreter and ``project/src``."""
+    package = next(path.parent.name for path in (project / "src").glob("*/serve.py"))
+    env = {**os.environ, "PYTHONPATH": str(project / "src")}
+    return _serve_and_load([sys.executable, "-m", package], exported, project, env, seconds)
+
+
 def main() -> int:
-    """Bake and install the default project as bench/run.py does, then measure it."""
+    """Bake and install the default project as bench/run.py does, then measure it.
+
+    ``serving.py --quick PROJECT EXPORT`` measures only the served figures, with
+    this interpreter (the template's venv) and ``PROJECT/src``, 1.5 s a load.
+    """
+    if sys.argv[1:2] == ["--quick"]:
+        project, exported = map(Path, sys.argv[2:4])
+        print(json.dumps(quick(project, exported), indent=2))
+        return 0
     root = str(Path(__file__).resolve().parents[1])
     if root not in sys.path:  # run as a script: make the bench package importable
         sys.path.insert(0, root)
