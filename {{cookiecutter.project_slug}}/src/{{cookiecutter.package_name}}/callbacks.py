@@ -1,4 +1,4 @@
-"""Callbacks that keep a run's record in its run folder, and report on it.
+"""Callbacks that keep a run's record in its run folder, and collect how it ended.
 
 They read metrics from ``trainer.callback_metrics``, never from a logger's
 files, so the record looks the same whichever logger is configured (or none).
@@ -11,30 +11,18 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from typing_extensions import override
 
-from .names import PROGRAM, SUMMARIES
+from .names import CONFIG, MANIFEST, METRICS, PLOT
 from .plots import plot_learning_curves
-from .run import (
-    BEST_CHECKPOINT,
-    CONFIG,
-    LAST_CHECKPOINT,
-    MANIFEST,
-    METRICS,
-    PLOT,
-    PREDICTIONS,
-    Row,
-    read_metrics,
-)
-from .summary import Summary
+from .run import Row, read_metrics
+from .summary import Outcome
 
 
 class RunFolder(pl.Callback):
@@ -148,14 +136,24 @@ class RunFolder(pl.Callback):
 
         Ctrl+C makes the run ``interrupted``; Optuna's ``TrialPruned`` (raised
         by its pruning callback) makes it ``pruned``; anything else ``failed``.
+        An epoch stopped after its validation (where pruning stops a trial)
+        keeps a row of its validation metrics: the value it was judged by.
         """
-        self._plot(trainer)
+        if trainer.state.fn == "fit" and self._validated_this_epoch:
+            self._validated_this_epoch = False
+            if trainer.is_global_zero:
+                metrics = _scalars(trainer.callback_metrics)
+                row: Row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+                row |= {k: v for k, v in metrics.items() if k.startswith("val_")}
+                self.rows.append(row)
+                self._write_metrics()
         if isinstance(exception, KeyboardInterrupt):
             status = "interrupted"
         elif type(exception).__name__ == "TrialPruned":
             status = "pruned"
         else:
             status = "failed"
+        self._plot(trainer, status)
         self._finish(trainer, status, error=f"{type(exception).__name__}: {exception}")
 
     @property
@@ -163,13 +161,17 @@ class RunFolder(pl.Callback):
         """The manifest as last written (empty before ``setup``, and off rank zero)."""
         return self._written
 
-    def _plot(self, trainer: pl.Trainer) -> None:
+    def _plot(self, trainer: pl.Trainer, status: str = "complete") -> None:
+        """Plot the rows; a run that did not complete says so in the title."""
         if trainer.is_global_zero and self.rows:
             checkpoint = trainer.checkpoint_callback
+            title = self.run_dir.name
+            if status != "complete":
+                title += f" ({status} after epoch {self.rows[-1]['epoch']})"
             plot_learning_curves(
                 self.rows,
                 self.run_dir / PLOT,
-                title=self.run_dir.name,
+                title=title,
                 monitor=getattr(checkpoint, "monitor", None),
                 mode=getattr(checkpoint, "mode", "min"),
             )
@@ -228,86 +230,40 @@ class RunFolder(pl.Callback):
             writer.writerows(self.rows)
 
 
-class ProgressBar(TQDMProgressBar):
-    """Lightning's tqdm progress bar, redrawn at most every ``refresh_interval`` s.
-
-    ``TQDMProgressBar`` redraws after every ``refresh_rate`` batches, which for
-    a small network costs about as much as the step itself (a redraw formats
-    every metric and writes to the terminal). This bar redraws when
-    ``refresh_interval`` seconds have passed since its last redraw, and at
-    the end of each loop, so it looks the same to a person at any speed of
-    training.
-    """
-
-    def __init__(self, refresh_interval: float = 0.1, **kwargs: Any) -> None:
-        """Redraw at most every ``refresh_interval`` seconds.
-
-        Args:
-            refresh_interval: Seconds between two redraws within a loop.
-            **kwargs: ``TQDMProgressBar``'s own options (``leave``, ...).
-        """
-        super().__init__(**kwargs)
-        self.refresh_interval = refresh_interval
-        self._last_redraw = -float("inf")
-
-    @override
-    def _should_update(self, current: int, total: int) -> bool:
-        if not self.is_enabled:
-            return False
-        now = time.monotonic()
-        if current == total or now - self._last_redraw >= self.refresh_interval:
-            self._last_redraw = now
-            return True
-        return False
-
-
 class RunSummary(pl.Callback):
-    """Print, at the end of a command, what it did and what to run next.
+    """Collect how a command ended, for the summary the command prints.
 
-    A few ``label: value`` lines (see the ``summary`` module) from the global
-    rank-zero process, printed whether or not a progress bar is shown: after
-    ``fit``, the run folder, the best checkpoint and its monitored value, the
-    last validation metrics, the plot and the commands that use this run;
-    after ``validate``/``test``/``predict``, the metrics and where the results
-    are; after a failure or Ctrl+C, what the run folder kept. Put it after
-    the other callbacks: it reports what they wrote.
+    When ``fit``, ``validate``, ``test`` or ``predict`` ends or fails, the
+    global rank-zero process gathers what the run's :class:`RunFolder` wrote
+    and what the Trainer knows (its best checkpoint) into an
+    :class:`~.summary.Outcome`. The command prints
+    :func:`~.summary.command_summary` of it, which says what to run next.
+    Put it after the other callbacks: it collects what they wrote.
     """
 
     def __init__(self, record: RunFolder) -> None:
-        """Report on the run that ``record`` writes.
+        """Collect what ``record`` writes.
 
         Args:
             record: The run's :class:`RunFolder` callback.
         """
         self.record = record
+        self.outcome: Outcome | None = None
+        """How the command ended; ``None`` until it has (and off rank zero)."""
+
+    @staticmethod
+    def collected(trainer: pl.Trainer) -> Outcome | None:
+        """The outcome collected by the Trainer's ``RunSummary``, if it has one."""
+        callbacks = trainer.callbacks  # type: ignore[attr-defined]  # set at run time
+        found = [c.outcome for c in callbacks if isinstance(c, RunSummary)]
+        return next((outcome for outcome in found if outcome is not None), None)
 
     @override
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Summarise the finished training."""
-        if trainer.is_global_zero:
-            fit_summary(trainer, self.record).print()
-
-    @override
-    def on_validation_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    def teardown(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
     ) -> None:
-        """For ``validate``, summarise the scores."""
-        if trainer.is_global_zero and trainer.state.fn == "validate":
-            evaluation_summary(trainer, self.record, "validate").print()
-
-    @override
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Summarise the test scores."""
-        if trainer.is_global_zero:
-            evaluation_summary(trainer, self.record, "test").print()
-
-    @override
-    def on_predict_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> None:
-        """Summarise where the predictions are."""
-        if trainer.is_global_zero:
-            evaluation_summary(trainer, self.record, "predict").print()
+        """The command is done (Lightning skips this hook after a failure)."""
+        self._collect(trainer)
 
     @override
     def on_exception(
@@ -316,194 +272,28 @@ class RunSummary(pl.Callback):
         pl_module: pl.LightningModule,
         exception: BaseException,
     ) -> None:
-        """Say how the command ended and what its run folder kept."""
-        if trainer.is_global_zero:
-            stopped_summary(trainer, self.record, exception).print()
+        """The command failed, was interrupted or pruned."""
+        interrupted = isinstance(exception, KeyboardInterrupt)
+        error = "" if interrupted else f"{type(exception).__name__}: {exception}"
+        self._collect(trainer, error)
 
-
-def fit_summary(trainer: pl.Trainer, record: RunFolder) -> Summary:
-    """What a finished ``fit`` tells its user."""
-    run = record.run_dir
-    duration = float(record.written.get("duration_s", 0.0))
-    summary = Summary(
-        f"fit complete: {trainer.current_epoch} epochs in {duration:.1f} s"
-    )
-    summary.add("run", run)
-    checkpoint = trainer.checkpoint_callback
-    best = getattr(checkpoint, "best_model_path", "")
-    if best and Path(best).is_absolute() and Path(best).is_relative_to(Path.cwd()):
-        best = Path(best).relative_to(Path.cwd()).as_posix()
-    if best:
-        score = getattr(checkpoint, "best_model_score", None)
-        monitor = getattr(checkpoint, "monitor", None)
-        if score is not None and monitor:
-            best += f" ({monitor} {_number(float(score))})"
-        summary.add("best checkpoint", best)
-    last = record.rows[-1] if record.rows else {}
-    for key, value in last.items():
-        if key.startswith("val_"):
-            summary.add(key, _number(value))
-    summary.add("epochs", trainer.current_epoch)
-    summary.add("duration", f"{duration:.1f} s")
-    if (run / PLOT).is_file():
-        summary.add("plot", run / PLOT)
-    for words in next_commands(run):
-        summary.suggest(*words)
-    return summary
-
-
-def next_commands(run: Path) -> list[list[str | Path]]:
-    """The commands that use a trained run, for those this project has."""
-    commands: list[list[str | Path]] = [
-        [PROGRAM, "test", "--run", run],
-        [PROGRAM, "predict", "--run", run],
-    ]
-    if "export" in SUMMARIES:
-        commands.append([PROGRAM, "export", run])
-    if "tune" in SUMMARIES:
-        commands.append([PROGRAM, "tune", "--config", run / CONFIG])
-    return commands
-
-
-def evaluation_summary(trainer: pl.Trainer, record: RunFolder, fn: str) -> Summary:
-    """What a finished ``validate``, ``test`` or ``predict`` tells its user."""
-    run = record.run_dir
-    summary = Summary(f"{fn} complete").add("run", run)
-    checkpoint = record.manifest.get("ckpt_path")
-    if checkpoint:
-        summary.add("checkpoint", checkpoint)
-    if fn == "predict":
-        written = sorted(run.glob("predictions*.csv"))
-        for path in written:
-            with path.open(encoding="utf-8") as file:
-                count = sum(1 for _ in file) - 1
-            summary.add("predictions", f"{path.as_posix()} ({count} rows)")
-    else:
-        for key, value in (record.rows[0] if record.rows else {}).items():
-            summary.add(key, _number(value))
-        summary.add("metrics", run / METRICS)
-    source = _source_run(checkpoint)
-    if source is not None:
-        for words in next_commands(source):
-            if words[1] != fn:
-                summary.suggest(*words)
-    return summary
-
-
-def stopped_summary(
-    trainer: pl.Trainer, record: RunFolder, exception: BaseException
-) -> Summary:
-    """What a failed or interrupted command tells its user: what was kept."""
-    run = record.run_dir
-    status = str(record.written.get("status", "failed"))
-    fn = str(trainer.state.fn or "run")
-    title = f"{fn} {status}"
-    if not isinstance(exception, KeyboardInterrupt):
-        title += f": {type(exception).__name__}: {exception}".splitlines()[0]
-    summary = Summary(title).add("run", run)
-    kept = [name for name in (CONFIG, MANIFEST, PLOT) if (run / name).is_file()]
-    if (run / METRICS).is_file():
-        kept.append(f"{METRICS} ({len(record.rows)} rows)")
-    kept += [
-        name for name in (BEST_CHECKPOINT, LAST_CHECKPOINT) if (run / name).is_file()
-    ]
-    summary.add("kept", ", ".join(kept) or "nothing")
-    if fn == "fit" and (run / LAST_CHECKPOINT).is_file():
-        summary.suggest(PROGRAM, "fit", "--resume", run)
-    return summary
-
-
-def _source_run(checkpoint: object) -> Path | None:
-    """The run folder a checkpoint file belongs to, if it is in one."""
-    if not isinstance(checkpoint, str) or not checkpoint:
-        return None
-    folder = Path(checkpoint).parent
-    if folder.name == "checkpoints" and (folder.parent / CONFIG).is_file():
-        return folder.parent
-    return None
-
-
-def _number(value: float | int) -> str:
-    """A metric as a short number: 4 significant digits."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-class PredictionWriter(BasePredictionWriter):
-    """Write ``predict``'s output to ``predictions.csv``, one row per sample.
-
-    Columns: ``input`` (the sample's name: its row in the file it came from,
-    its image file's name, or its position in the test split), ``prediction``
-    (the most probable class) and ``probability_<class>`` for every class.
-    The DataModule names the samples (``predict_names``) and the classes
-    (``class_names``). Under DDP each process predicts a share of the samples
-    and writes its own file, ``predictions-rank<N>.csv``.
-    """
-
-    def __init__(self, run_dir: Path) -> None:
-        """Write into ``run_dir``.
-
-        Args:
-            run_dir: The run folder.
-        """
-        super().__init__(write_interval="batch")
-        self.run_dir = run_dir
-        self.rows: list[tuple[int, list[float]]] = []
-
-    @override
-    def setup(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
-    ) -> None:
-        """Agree with every process on rank zero's run folder."""
-        self.run_dir = Path(trainer.strategy.broadcast(str(self.run_dir)))
-
-    @override
-    def on_predict_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> None:
-        """Start with no rows."""
-        self.rows = []
-
-    @override
-    def write_on_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        prediction: Any,
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int,
-    ) -> None:
-        """Collect the batch's class probabilities with their sample indices."""
-        if batch_indices is not None:
-            self.rows.extend(zip(batch_indices, prediction.tolist(), strict=True))
-
-    @override
-    def on_predict_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> None:
-        """Write the collected rows."""
-        name = PREDICTIONS
-        if trainer.world_size > 1:
-            name = f"predictions-rank{trainer.global_rank}.csv"
-        data = getattr(trainer, "datamodule", None)
-        names: list[str] = list(getattr(data, "predict_names", []))
-        classes = list(getattr(data, "class_names", []))
-        width = len(self.rows[0][1]) if self.rows else len(classes)
-        if len(classes) != width:
-            classes = [str(number) for number in range(width)]
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with (self.run_dir / name).open("w", newline="", encoding="utf-8") as file:
-            writer = csv.writer(file)
-            writer.writerow(
-                ["input", "prediction", *(f"probability_{c}" for c in classes)]
-            )
-            for index, probabilities in self.rows:
-                best = max(range(width), key=probabilities.__getitem__)
-                label = names[index] if index < len(names) else str(index)
-                writer.writerow(
-                    [label, classes[best], *(f"{p:.7g}" for p in probabilities)]
-                )
+    def _collect(self, trainer: pl.Trainer, error: str = "") -> None:
+        if not trainer.is_global_zero:
+            return
+        checkpoint = trainer.checkpoint_callback
+        written = self.record.written
+        self.outcome = Outcome(
+            command=trainer.state.fn.value if trainer.state.fn else "run",
+            run=self.record.run_dir,
+            status=str(written.get("status") or "failed"),
+            duration_s=float(written.get("duration_s") or 0.0),
+            rows=list(self.record.rows),
+            monitor=getattr(checkpoint, "monitor", None),
+            mode=str(getattr(checkpoint, "mode", "min")),
+            best_checkpoint=str(getattr(checkpoint, "best_model_path", "") or ""),
+            checkpoint=self.record.manifest.get("ckpt_path"),
+            error=error,
+        )
 
 
 def _scalars(metrics: dict[str, torch.Tensor]) -> dict[str, float]:

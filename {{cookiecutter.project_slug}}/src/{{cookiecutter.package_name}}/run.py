@@ -226,13 +226,26 @@ class Run:
         """The run's ``best`` or ``last`` checkpoint, or ``which`` as a path.
 
         Raises:
-            UsageError: The checkpoint does not exist.
+            UsageError: The checkpoint does not exist; for a run that is not
+                a fit run, the message says so and names the fit run whose
+                checkpoint it used.
         """
         named = {"best": BEST_CHECKPOINT, "last": LAST_CHECKPOINT}
         path = self.path / named[which] if which in named else Path(which)
-        if not path.is_file():
+        if path.is_file():
+            return path
+        kind = str(self.manifest.get("subcommand") or "")
+        if which not in named or kind in ("", "fit"):
             raise UsageError(f"{path}: checkpoint not found (in run {self.path})")
-        return path
+        # A test or predict folder: say so, and which fit run it came from.
+        message = f"{self.path}: a {kind} run, not a fit run: it has no checkpoints"
+        used = self.manifest.get("ckpt_path")
+        source = source_run(used)
+        if source is not None:
+            message += f"; it came from the fit run {source.as_posix()}"
+        elif isinstance(used, str) and used:
+            message += f"; it used the checkpoint {used}"
+        raise UsageError(message)
 
 
 def open_run(path: Path | str) -> Run:
@@ -255,6 +268,16 @@ def open_run(path: Path | str) -> Run:
     if not isinstance(manifest, dict):
         raise UsageError(f"{folder / MANIFEST}: not a JSON object")
     return Run(folder, manifest)
+
+
+def source_run(checkpoint: object) -> Path | None:
+    """The run folder a checkpoint file is in (``RUN/checkpoints/*.ckpt``), if any."""
+    if not isinstance(checkpoint, str) or not checkpoint:
+        return None
+    folder = Path(checkpoint).parent
+    if folder.name == "checkpoints" and (folder.parent / CONFIG).is_file():
+        return folder.parent
+    return None
 
 
 def read_metrics(path: Path) -> list[Row]:

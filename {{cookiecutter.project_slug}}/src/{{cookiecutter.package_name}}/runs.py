@@ -3,10 +3,17 @@
 A table of the run folders under ROOT (default ``runs/``, and the trials in
 each study folder there): name, command, status, epochs, the best and last
 value of the monitored metric, duration, and only the hyperparameters that
-differ between the runs listed. It reads the run folders alone (through
-:func:`~.run.open_run`), so it works with every logger and with runs copied
-from another machine; a folder that is not a readable run is listed as
-``unreadable`` with the reason. torch is never imported: the table is quick.
+differ between the runs listed (never where a run wrote or what it showed).
+It reads the run folders alone (through :func:`~.run.open_run`), so it works
+with every logger and with runs copied from another machine; a folder that
+is not a readable run is listed as ``unreadable`` with the reason. torch is
+never imported: the table is quick.
+
+On a terminal (or with ``COLUMNS`` set) the table fits its width: long run
+names wrap onto more lines, hyperparameters are headed by the shortest part
+of their key that is still unique (``lr`` for ``model.lr``), and those that
+do not fit beside the fixed columns follow in further blocks, each led by
+the run's name. Piped into a file, each run is one line.
 """
 
 from __future__ import annotations
@@ -14,23 +21,56 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
+import re
+import shutil
+import sys
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import UsageError
-from .names import PROGRAM
-from .run import CONFIG, open_run
+from .names import CONFIG, PROGRAM
+from .run import open_run
 from .summary import Summary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 STUDY = "study.json"
 """The file that marks a study folder of ``tune`` (its trials are runs)."""
 
-NOT_HYPERPARAMETERS = ("run.", "config", "resume", "ckpt_path")
-"""Config keys (prefixes) that say where a run went, not how it trained."""
+NOT_HYPERPARAMETERS = (
+    "run.",
+    "config",
+    "resume",
+    "ckpt_path",
+    "torch_threads",
+    "checkpoint.",
+    "data.num_workers",
+    "data.predict_path",
+    "trainer.enable_",  # progress bar, model summary, checkpointing, autolog
+    "trainer.logger",
+    "trainer.log_every_n_steps",
+    "trainer.callbacks",
+    "trainer.default_root_dir",
+    "trainer.profiler",
+    "trainer.fast_dev_run",
+    "trainer.num_sanity_val_steps",
+    "trainer.detect_anomaly",
+    "trainer.barebones",
+    "trainer.plugins",
+    "trainer.model_registry",
+)
+"""Config keys (prefixes) that say where a run went or what it showed, not how
+it trained: display and logging switches, paths, speed settings."""
+
+NAME_WIDTH = 16
+"""The narrowest the name column gets on a narrow terminal (names wrap)."""
 
 COLUMNS = ("name", "command", "status", "epochs", "best", "last", "duration_s")
 """The fixed columns, before the hyperparameters that differ."""
@@ -133,10 +173,18 @@ def read_row(name: str, path: Path) -> RunRow:
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config as ``{"model.lr": 0.02, ...}`` (lists stay values)."""
+    """A nested config as ``{"model.lr": 0.02, ...}`` (lists stay values).
+
+    A class given as ``class_path`` and ``init_args`` reads as the class's
+    name and its arguments: ``{"model.net": "MLP", "model.net.hidden_size": 64}``.
+    """
     flat: dict[str, Any] = {}
     for key, value in config.items():
-        if isinstance(value, Mapping) and value:
+        if key == "class_path" and prefix:
+            flat[prefix.rstrip(".")] = str(value).rpartition(".")[2]
+        elif key == "init_args" and isinstance(value, Mapping):
+            flat |= flatten(value, prefix)
+        elif isinstance(value, Mapping) and value:
             flat |= flatten(value, f"{prefix}{key}.")
         else:
             flat[f"{prefix}{key}"] = value
@@ -181,19 +229,87 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def table(rows: Sequence[RunRow], columns: Sequence[str]) -> str:
-    """The rows as aligned text, one line each, under a header."""
+def terminal_width() -> int | None:
+    """The width to fit: ``COLUMNS``, else the terminal's; ``None`` off a terminal."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def headers(columns: Sequence[str]) -> dict[str, str]:
+    """Each column's heading: a hyperparameter's shortest unique key suffix."""
+
+    def unique(suffix: str) -> bool:
+        matching = (c == suffix or c.endswith(f".{suffix}") for c in columns)
+        return suffix not in COLUMNS and sum(matching) == 1
+
+    shown: dict[str, str] = {}
+    for column in columns:
+        parts = column.split(".")
+        suffixes = (".".join(parts[-n:]) for n in range(1, len(parts)))
+        shown[column] = (
+            column if column in COLUMNS else next(filter(unique, suffixes), column)
+        )
+    return shown
+
+
+def wrap_name(name: str, width: int) -> list[str]:
+    """``name`` in lines of at most ``width``, broken after ``_``, ``/`` or ``-``."""
+    lines = [""]
+    for token in re.findall(r"[^_/-]*[_/-]|[^_/-]+", name):
+        while len(lines[-1]) + len(token) > width:
+            room = width - len(lines[-1]) if len(token) > width else 0
+            lines[-1] += token[:room]
+            token = token[room:]
+            lines.append("")
+        lines[-1] += token
+    return [line for line in lines if line]
+
+
+def table(
+    rows: Sequence[RunRow], columns: Sequence[str], width: int | None = None
+) -> str:
+    """The rows as aligned text under a header, within ``width`` characters if given.
+
+    Without ``width`` each row is one line. With it, names wrap in their
+    column, and the hyperparameters that do not fit beside the fixed columns
+    follow in blocks of their own, each led by the name column.
+    """
     metrics = {row.metric for row in rows if row.metric}
     suffix = f" {next(iter(metrics))}" if len(metrics) == 1 else ""
-    headers = [c + suffix if c in ("best", "last") else c for c in columns]
-    cells = [headers, *([cell(row.value(c)) for c in columns] for row in rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(
-            text.ljust(width) for text, width in zip(line, widths, strict=True)
-        ).rstrip()
-        for line in cells
-    )
+    heads = headers(columns)
+    heads |= {c: c + suffix for c in ("best", "last") if c in heads}
+    cells = {c: [cell(row.value(c)) for row in rows] for c in columns}
+    widths = {c: max(len(heads[c]), *map(len, cells[c])) for c in columns}
+    fixed = [c for c in columns if c in COLUMNS and c != "name"]
+    blocks: list[list[str]] = [fixed]
+    if width is not None:
+        room = width - sum(widths[c] + 2 for c in fixed)
+        widths["name"] = max(NAME_WIDTH, min(widths["name"], room))
+    used = widths["name"] + sum(widths[c] + 2 for c in fixed)
+    for column in (c for c in columns if c not in COLUMNS):
+        if width is not None and blocks[-1] and used + widths[column] + 2 > width:
+            blocks.append([])
+            used = widths["name"]
+        blocks[-1].append(column)
+        used += widths[column] + 2
+
+    def line(texts: Iterable[str], shown: Sequence[str]) -> str:
+        padded = (t.ljust(widths[c]) for t, c in zip(texts, shown, strict=True))
+        return "  ".join(padded).rstrip()
+
+    lines: list[str] = []
+    for block in blocks:
+        shown = ["name", *block]
+        if lines:
+            lines.append("")  # a blank line between two blocks
+        lines.append(line((heads[c] for c in shown), shown))
+        for index, row in enumerate(rows):
+            first, *more = wrap_name(row.name, widths["name"]) or [""]
+            lines.append(line([first, *(cells[c][index] for c in block)], shown))
+            lines += more
+    return "\n".join(lines)
 
 
 def write_csv(rows: Sequence[RunRow], columns: Sequence[str], path: Path) -> None:
@@ -209,19 +325,27 @@ def write_csv(rows: Sequence[RunRow], columns: Sequence[str], path: Path) -> Non
         raise UsageError(f"--csv {path}: cannot write it ({error.strerror})") from None
 
 
-def plot_curves(rows: Sequence[RunRow], path: Path) -> None:
-    """One PNG overlaying each run's monitored metric per epoch."""
+def plot_curves(rows: Sequence[RunRow], path: Path) -> Figure:
+    """One PNG overlaying each run's monitored metric per epoch.
+
+    The legend (up to 12 runs) stands to the right of the axes, so that no
+    name hides a curve; runs that did not complete are dashed, their status
+    in the legend. Returns the figure, already saved.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=(8, 5))
+    figure = Figure(figsize=(8, 5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     drawn = [row for row in rows if row.curve]
     for row in drawn:
         epochs, values = zip(*row.curve, strict=True)
-        axes.plot(epochs, values, marker="o", markersize=3, label=row.name)
+        complete = row.status == "complete"
+        label = row.name if complete else f"{row.name} ({row.status})"
+        style = "-" if complete else "--"
+        axes.plot(epochs, values, style, marker="o", markersize=3, label=label)
     metrics = sorted({row.metric for row in drawn})
     axes.set_title(f"{', '.join(metrics) or 'no metric'} of {len(drawn)} runs")
     axes.set_xlabel("epoch")
@@ -229,11 +353,12 @@ def plot_curves(rows: Sequence[RunRow], path: Path) -> None:
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.grid(alpha=0.3)
     if 0 < len(drawn) <= 12:
-        axes.legend(fontsize="small")
+        figure.legend(loc="outside right upper", fontsize="small")
     try:
         figure.savefig(path, dpi=100)
     except OSError as error:
         raise UsageError(f"--plot {path}: cannot write it ({error.strerror})") from None
+    return figure
 
 
 def parser(program: str) -> argparse.ArgumentParser:
@@ -282,16 +407,20 @@ def main(args: list[str]) -> None:
     if options.last is not None:
         rows = rows[-options.last :]
     columns = [*COLUMNS, *differing(rows)]
-    if options.sort not in columns and not any(options.sort in r.params for r in rows):
+    shown = {heading: column for column, heading in headers(columns).items()}
+    sort = shown.get(options.sort, options.sort)  # a heading, or a whole key
+    if sort not in columns and not any(sort in row.params for row in rows):
         raise UsageError(
-            f"--sort {options.sort}: not a column (choose from {', '.join(columns)})"
+            f"--sort {options.sort}: not a column (choose from {', '.join(shown)})"
         )
-    rows = sort_rows(rows, options.sort, options.reverse)
+    rows = sort_rows(rows, sort, options.reverse)
+    width = terminal_width()
     if rows:
-        print(table(rows, columns))
+        print(table(rows, columns, width))
     for row in rows:
         if row.error:
-            print(f"unreadable: {row.error}")
+            line = f"unreadable: {row.error}"
+            print(textwrap.fill(line, width, subsequent_indent="  ") if width else line)
     if options.csv is not None:
         write_csv(rows, columns, options.csv)
     if options.plot is not None:

@@ -48,7 +48,7 @@ from typing_extensions import override
 # The DataModules and networks are imported so that the command line knows
 # them by their short names (`--data TableDataModule`, `--model.net CNN`).
 from . import images, model, tables  # noqa: F401
-from .callbacks import PredictionWriter, ProgressBar, RunFolder, RunSummary
+from .callbacks import RunFolder, RunSummary
 {%- if cookiecutter.dataset == "digits" %}
 from .data import DigitsDataModule as DataModule
 from .errors import UsageError
@@ -57,6 +57,8 @@ from .errors import UsageError
 from .mnist import MNISTDataModule as DataModule
 {%- endif %}
 from .names import PROGRAM, SUMMARIES
+from .predictions import PredictionWriter
+from .progress import ProgressBar
 from .run import (
     RUN_DIR,
 {%- if cookiecutter.logger in ["mlflow", "wandb"] %}
@@ -68,6 +70,7 @@ from .run import (
     new_run_dir,
     open_run,
 )
+from .summary import command_summary
 from .system import Classifier
 
 SEED = 42
@@ -589,7 +592,12 @@ def main(
             manifest=manifest,
             invocation=command_line(args),
         )
-        run_command(cli)
+        try:
+            run_command(cli)
+        finally:  # also after a failure: what the run folder kept
+            outcome = RunSummary.collected(cli.trainer)
+            if outcome is not None:
+                command_summary(outcome).print()
     finally:
         if freeze:
             gc.unfreeze()
