@@ -267,12 +267,18 @@ class JournalHeartbeat(JournalStorage, BaseHeartbeat):
 
     @override
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        now, running = time.time(), (TrialState.RUNNING,)
-        return [
-            self.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-            for trial in self.get_all_trials(study_id, deepcopy=False, states=running)
-            if now - float(trial.system_attrs.get("heartbeat", now)) > self.grace
-        ]
+        stale = []
+        for trial in self.get_all_trials(
+            study_id, deepcopy=False, states=(TrialState.RUNNING,)
+        ):
+            started = trial.datetime_start.timestamp() if trial.datetime_start else 0
+            beat = float(trial.system_attrs.get("heartbeat", started))
+            if time.time() - beat > self.grace:  # dead before or after its first beat
+                number = trial.number
+                stale.append(
+                    self.get_trial_id_from_study_id_trial_number(study_id, number)
+                )
+        return stale
 
     @override
     def get_heartbeat_interval(self) -> int:
