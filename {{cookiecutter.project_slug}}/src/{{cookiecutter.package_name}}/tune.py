@@ -1,39 +1,48 @@
 """Hyperparameter search with Optuna: ``tune``.
 
 A study samples the keys of a search space (``configs/search.yaml``) and runs
-one ordinary ``fit`` per trial, in this process, each into a run folder of
-its own inside the study folder ``runs/<stamp>_tune[_<name>]/``. Optuna's
-Lightning pruning callback (``optuna-integration``) stops unpromising trials;
-failed and pruned trials are recorded and never stop the study. The study
-folder also gets ``trials.csv``, ``best.yaml`` (a complete config: ``fit
---config STUDY/best.yaml`` repeats the best trial exactly) and ``study.png``.
+one ordinary ``fit`` per trial, in this process: the trial's values go into a
+YAML file of their own (``STUDY/trial-NNNN.yaml``), given to ``fit`` after the
+base config, so the trial's run folder (``STUDY/<stamp>_fit_trial-NNNN/``)
+records exactly what ran. Optuna does the rest: ``study.optimize`` with a
+timeout and ``MaxTrialsCallback``, the Lightning pruning callback
+(``optuna-integration``), heartbeats that fail and retry the trial of a worker
+that died, the study's user attributes (metric, search space) and its
+plots. The study folder gets ``trials.csv``, ``best.yaml`` (a complete
+config: ``fit --config STUDY/best.yaml`` repeats the best trial exactly) and
+``study.png``.
+
+A trial's value is the best ``--metric`` of its epochs; a pruned trial's is
+the value of the epoch at which it stopped (Optuna's rule), which is the last
+row of its ``metrics.csv``.
 
 Storage: by default Optuna's journal file ``STUDY/journal.log``, which several
-``tune`` processes on one machine share (start each with the same ``--study
-NAME``); ``--storage postgresql+psycopg://...`` (or ``mysql+pymysql://...``)
-shares one study between machines. Running ``tune`` again with the same
-study (and storage) continues it; a trial whose worker died is marked failed.
-
-See ``docs/training.md`` for a walk-through.
+``tune`` processes share (start each with the same ``--study NAME``; on a
+shared filesystem, on several machines too); ``--storage
+postgresql+psycopg://...`` (or ``mysql+pymysql://...``) shares a study between
+machines. Running ``tune`` again with the same study (and storage) continues
+it. See ``docs/training.md`` for a walk-through.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
+import importlib
 import io
 import json
 import os
 import re
 import shutil
 import socket
+import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import lightning.pytorch as pl
 import optuna
 import yaml
 from optuna.distributions import (
@@ -42,18 +51,24 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.storages import BaseStorage, RDBStorage
-from optuna.storages.journal import (
-    JournalFileBackend,
-    JournalFileOpenLock,
+from optuna.storages import (
+    BaseStorage,
     JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+    fail_stale_trials,
 )
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.study import MaxTrialsCallback, StudyDirection
 from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+from typing_extensions import override
 
 from . import train
 from .errors import UsageError
-from .names import PROGRAM
-from .run import CONFIG, MANIFEST, new_run_dir, open_run
+from .names import CONFIG, MANIFEST, PROGRAM
+from .run import new_run_dir, open_run
 from .summary import Summary
 
 SEARCH = Path("configs/search.yaml")
@@ -61,13 +76,17 @@ SEARCH = Path("configs/search.yaml")
 JOURNAL = "journal.log"
 """The study's journal file (the default storage), in the study folder."""
 STUDY = "study.json"
-"""What the study is (name, storage, metric, direction); marks a study folder."""
+"""Which study a study folder holds (name, storage); marks the folder for ``runs``."""
 TRIALS = "trials.csv"
 """One row per trial: number, state, params, value, duration, run folder."""
 BEST = "best.yaml"
 """The best trial's complete config, for ``fit --config``."""
 STUDY_PLOT = "study.png"
-"""Optimisation history and parameter importances."""
+"""Optimisation history (pruned trials marked) and parameter importances."""
+HEARTBEAT: tuple[int, int] = (30, 120)
+"""Seconds between a running trial's heartbeats, and without one before it fails."""
+IMPORTANCE_TRIALS = 10
+"""Complete trials needed before ``study.png`` shows parameter importances."""
 
 PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
     # Stop a trial whose value is worse than the median of earlier trials at
@@ -78,29 +97,25 @@ PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
 }
 """``--pruner`` choices."""
 
-DISTRIBUTIONS = {
-    "float": {"low", "high", "log", "step"},
-    "int": {"low", "high", "log", "step"},
-    "categorical": {"choices"},
+DISTRIBUTIONS: dict[str, type[BaseDistribution]] = {
+    "float": FloatDistribution,  # low, high, log or step
+    "int": IntDistribution,  # low, high, log or step
+    "categorical": CategoricalDistribution,  # choices
 }
-"""Each distribution's fields (besides ``type``) in ``search.yaml``."""
+"""``type`` in ``search.yaml``; the other fields are the distribution's own."""
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
-_QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-
-
-class TrialFailedError(RuntimeError):
-    """A trial that ran but gave no value (Optuna records it as failed)."""
+_QUIET = {"trainer.enable_progress_bar": False, "trainer.enable_model_summary": False}
+# Heartbeats, their callbacks and Optuna's matplotlib plots are "experimental".
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def load_search_space(path: Path) -> dict[str, BaseDistribution]:
     """The search space in ``path``: config key -> Optuna distribution.
 
     Raises:
-        UsageError: The file is missing or malformed, or a distribution breaks
-            a rule (unknown type or field, ``low >= high``, ``log`` with a
-            bound that is not positive, no choices).
+        UsageError: The file is missing or malformed, or an entry is not a
+            distribution (Optuna's own message names the field and the rule).
     """
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -111,123 +126,102 @@ def load_search_space(path: Path) -> dict[str, BaseDistribution]:
         raise UsageError(f"{path}: not valid YAML ({problem})") from None
     if not isinstance(data, dict) or not data:
         raise UsageError(f"{path}: expected a mapping of config keys to distributions")
-    return {
-        str(key): parse_distribution(path, str(key), spec) for key, spec in data.items()
-    }
+    space = {}
+    for key, spec in data.items():
+        fields = dict(spec) if isinstance(spec, dict) else {}
+        kind = fields.pop("type", None)
+        if kind not in DISTRIBUTIONS:
+            raise UsageError(
+                f"{path}: {key}: expected a mapping with a 'type'"
+                f" ({', '.join(DISTRIBUTIONS)}), got {spec!r}"
+            )
+        numbers = [f for f in ("low", "high", "step") if fields.get(f) is not None]
+        for field in numbers:
+            if isinstance(fields[field], bool) or not isinstance(
+                fields[field], int | float
+            ):
+                raise UsageError(f"{path}: {key}: '{field}' must be a number")
+        try:
+            with warnings.catch_warnings():  # Optuna warns of odd choices
+                warnings.simplefilter("error")
+                space[str(key)] = DISTRIBUTIONS[kind](**fields)
+        except (TypeError, ValueError, Warning) as error:
+            message = " ".join(str(error).replace("__init__() ", "").split())
+            raise UsageError(f"{path}: {key}: {kind}: {message}") from None
+    return space
 
 
-def parse_distribution(path: Path, key: str, spec: Any) -> BaseDistribution:
-    """One entry of ``search.yaml`` as an Optuna distribution.
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted config keys as nested mappings, as a ``--config`` file holds them.
+
+    A class name under which other keys are set becomes its ``class_path``:
+    ``{"model.net": "CNN", "model.net.init_args.dropout": 0.1}`` gives
+    ``{"model": {"net": {"class_path": "CNN", "init_args": {"dropout": 0.1}}}}``.
+    """
+    tree: dict[str, Any] = {}
+    for key in sorted(values, key=lambda key: key.count(".")):
+        *parents, last = key.split(".")
+        node = tree
+        for part in parents:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {} if child is None else {"class_path": child}
+            node = child
+        node[last] = values[key]
+    return tree
+
+
+def write_config(path: Path, values: Mapping[str, Any]) -> Path:
+    """Write ``values`` (dotted keys) as a YAML config file; values stay data."""
+    path.write_text(yaml.safe_dump(nest(values), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def check_space(
+    search: Path, space: Mapping[str, BaseDistribution], words: list[str]
+) -> None:
+    """Parse ``fit`` with the search space's values: every key must be an option.
+
+    Each categorical choice and both bounds of each range are tried (as many
+    parses as the longest list of choices, at least two); nothing is built.
 
     Raises:
-        UsageError: The entry breaks a rule (see :func:`load_search_space`).
+        UsageError: A key is no option of ``fit`` (naming the closest one), or
+            a value has the wrong type for its option.
     """
-    where = f"{path}: {key}"
-    if not isinstance(spec, dict) or "type" not in spec:
-        raise UsageError(
-            f"{where}: expected a mapping with a 'type' (float, int, categorical)"
-        )
-    kind = spec["type"]
-    if kind not in DISTRIBUTIONS:
-        raise UsageError(
-            f"{where}: unknown distribution type {kind!r};"
-            f" use one of {', '.join(DISTRIBUTIONS)}"
-        )
-    unknown = sorted(set(spec) - DISTRIBUTIONS[kind] - {"type"})
-    if unknown:
-        raise UsageError(
-            f"{where}: unknown field {unknown[0]!r} for a {kind} distribution"
-            f" (fields: {', '.join(sorted(DISTRIBUTIONS[kind]))})"
-        )
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise UsageError(f"{where}: 'choices' must be a non-empty list")
-        for choice in choices:
-            if choice is not None and not isinstance(choice, bool | int | float | str):
-                raise UsageError(
-                    f"{where}: choice {choice!r} is not a number, string or null"
+    sizes = [
+        len(d.choices) for d in space.values() if isinstance(d, CategoricalDistribution)
+    ]
+    with tempfile.TemporaryDirectory(prefix="tune-check-") as scratch:
+        for index in range(max(2, *sizes) if sizes else 2):
+            values = {
+                key: d.choices[index % len(d.choices)]
+                if isinstance(d, CategoricalDistribution)
+                else (d.low, d.high)[index % 2]
+                for key, d in space.items()
+                if isinstance(
+                    d, CategoricalDistribution | FloatDistribution | IntDistribution
                 )
-        return CategoricalDistribution(choices)
-    number = int if kind == "int" else (int, float)
-    bounds = []
-    for field in ("low", "high"):
-        value = spec.get(field)
-        if isinstance(value, bool) or not isinstance(value, number):
-            raise UsageError(
-                f"{where}: '{field}' must be"
-                f" {'an integer' if kind == 'int' else 'a number'}"
-            )
-        bounds.append(value)
-    low, high = bounds
-    if low >= high:
-        raise UsageError(f"{where}: low must be below high (got {low} >= {high})")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise UsageError(f"{where}: 'log' must be true or false")
-    step = spec.get("step")
-    if step is not None and (
-        isinstance(step, bool) or not isinstance(step, number) or step <= 0
-    ):
-        raise UsageError(
-            f"{where}: 'step' must be a positive"
-            f" {'integer' if kind == 'int' else 'number'}"
-        )
-    if log and low <= 0:
-        raise UsageError(f"{where}: log: true needs a positive low bound (got {low})")
-    if log and step is not None and (kind == "float" or step != 1):
-        raise UsageError(f"{where}: 'step' cannot be combined with log: true")
-    if kind == "int":
-        return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
-    return FloatDistribution(float(low), float(high), log=log, step=step)
-
-
-def resolve_config(fit_args: Sequence[str]) -> dict[str, Any]:
-    """The complete ``fit`` config that ``fit_args`` give (``fit --print_config``)."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        try:
-            train.main(["fit", *fit_args, "--print_config"])
-        except SystemExit as exit_:
-            if exit_.code not in (0, None):
-                raise  # the parser has said what is wrong with the options
-    config = yaml.safe_load(printed.getvalue())
-    if not isinstance(config, dict):
-        raise UsageError("fit --print_config printed no config")
-    return config
-
-
-def lookup(config: Mapping[str, Any], key: str) -> tuple[bool, Any]:
-    """``(found, value)`` of a dotted ``key`` in a nested config."""
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def assign(config: dict[str, Any], key: str, value: Any) -> None:
-    """Set a dotted ``key`` of a nested config to ``value``."""
-    *parents, last = key.split(".")
-    node = config
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
+            }
+            probe = write_config(Path(scratch) / "probe.yaml", values)
+            try:
+                train.parse_config(["fit", *words, "--config", str(probe)])
+            except UsageError as error:
+                raise UsageError(f"{search}: {error}") from None
 
 
 def suggest(trial: Trial, key: str, distribution: BaseDistribution) -> Any:
     """Ask ``trial`` for ``key``'s value from ``distribution``."""
-    if isinstance(distribution, FloatDistribution):
-        return trial.suggest_float(
+    if isinstance(distribution, IntDistribution):
+        return trial.suggest_int(
             key,
             distribution.low,
             distribution.high,
             log=distribution.log,
             step=distribution.step,
         )
-    if isinstance(distribution, IntDistribution):
-        return trial.suggest_int(
+    if isinstance(distribution, FloatDistribution):
+        return trial.suggest_float(
             key,
             distribution.low,
             distribution.high,
@@ -239,29 +233,93 @@ def suggest(trial: Trial, key: str, distribution: BaseDistribution) -> Any:
 
 
 def mask(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """``url`` as SQLAlchemy renders it with the password hidden (``***``)."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "(not a database URL)"
 
 
-def open_storage(url: str | None, folder: Path | None) -> BaseStorage:
+class JournalHeartbeat(JournalStorage, BaseHeartbeat):
+    """Optuna's journal file storage with the heartbeats its RDB storage has.
+
+    A running trial records a heartbeat every ``HEARTBEAT[0]`` seconds (in the
+    journal); one without a heartbeat for ``HEARTBEAT[1]`` seconds is failed
+    by the next worker to start a trial, and retried (Optuna's
+    ``fail_stale_trials`` and ``RetryHeartbeatStaleTrialCallback``), so a
+    killed worker on any machine that shares the journal loses no trial.
+    """
+
+    def __init__(
+        self, path: Path, stale: Callable[[optuna.Study, FrozenTrial], None]
+    ) -> None:
+        """Open the journal at ``path``; ``stale`` is called for each failed trial."""
+        lock = JournalFileOpenLock(str(path))
+        super().__init__(JournalFileBackend(str(path), lock_obj=lock))
+        self.interval, self.grace = HEARTBEAT
+        self.stale = stale
+
+    @override
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.set_trial_system_attr(trial_id, "heartbeat", time.time())
+
+    @override
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = []
+        for trial in self.get_all_trials(
+            study_id, deepcopy=False, states=(TrialState.RUNNING,)
+        ):
+            started = trial.datetime_start.timestamp() if trial.datetime_start else 0
+            beat = float(trial.system_attrs.get("heartbeat", started))
+            if time.time() - beat > self.grace:  # dead before or after its first beat
+                number = trial.number
+                stale.append(
+                    self.get_trial_id_from_study_id_trial_number(study_id, number)
+                )
+        return stale
+
+    @override
+    def get_heartbeat_interval(self) -> int:
+        return self.interval
+
+    @override
+    def get_heartbeat_stale_trial_callback(
+        self,
+    ) -> Callable[[optuna.Study, FrozenTrial], None]:
+        return self.stale
+
+
+def open_storage(url: str | None, folder: Path) -> BaseStorage:
     """The study's storage: ``url`` (an RDB URL), else the journal in ``folder``.
+
+    Either way, a trial whose worker stops beating is failed and retried, and
+    its run folder (when it is in ``folder``) is marked failed.
 
     Raises:
         UsageError: ``url`` cannot be opened (bad URL, missing driver, no server).
     """
+
+    def stale(study: optuna.Study, trial: FrozenTrial) -> None:
+        for run_dir in folder.glob(f"*_fit_{trial_name(trial.number)}"):
+            path = run_dir / MANIFEST
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            if manifest.get("status") == "running":
+                manifest |= {"status": "failed", "error": "its worker stopped"}
+                path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        RetryHeartbeatStaleTrialCallback(max_retry=3)(study, trial)
+
     if url is None:
-        assert folder is not None
-        return JournalStorage(
-            JournalFileBackend(
-                str(folder / JOURNAL),
-                lock_obj=JournalFileOpenLock(str(folder / JOURNAL)),
-            )
-        )
+        return JournalHeartbeat(folder / JOURNAL, stale)
+    interval, grace = HEARTBEAT
     try:
-        # A worker that stops beating for 2 minutes has its trial marked failed.
-        with warnings.catch_warnings():  # heartbeats are "experimental"
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, heartbeat_interval=30, grace_period=120)
+        return RDBStorage(
+            url,
+            heartbeat_interval=interval,
+            grace_period=grace,
+            heartbeat_stale_trial_callback=stale,
+        )
     except Exception as error:  # SQLAlchemy's many errors, a missing driver
         problem = " ".join(str(error).split())[:200]
         raise UsageError(
@@ -270,10 +328,9 @@ def open_storage(url: str | None, folder: Path | None) -> BaseStorage:
 
 
 def find_study_folder(root: Path, study: str) -> Path | None:
-    """The existing study folder that ``--study`` names, if any.
+    """The existing study folder that ``--study`` names: its path, or a name.
 
-    ``study`` is a study folder's path or a name: ``runs/*_tune_NAME`` (the
-    oldest, when there are several).
+    A name finds ``ROOT/*_tune_NAME`` (the oldest, when there are several).
     """
     if (Path(study) / STUDY).is_file():
         return Path(study)
@@ -294,66 +351,11 @@ def create_study_folder(root: Path, name: str) -> tuple[Path, bool]:
             folder.mkdir(parents=True)
         except FileExistsError:  # another worker took this name this second
             continue
-        if not name:
-            return folder, True
-        oldest = find_study_folder(root, name)
+        oldest = find_study_folder(root, name) if name else None
         if oldest is not None and oldest != folder:
             folder.rmdir()
             return oldest, False
         return folder, True
-
-
-def worker_alive(worker: str) -> bool:
-    """Whether the ``host:pid`` worker may still run (others' hosts: assume so)."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or os.name == "nt":
-        return True  # Windows has no harmless probe; RDB heartbeats still apply
-    if int(pid) == os.getpid():
-        return False  # an earlier study in this very process, cut off
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def fail_dead_trials(
-    study: optuna.Study, storage: BaseStorage, folder: Path
-) -> list[int]:
-    """Mark the running trials of dead workers on this machine as failed.
-
-    Returns:
-        The numbers of the trials marked.
-    """
-    study_id = storage.get_study_id_from_name(study.study_name)
-    marked = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(trial.user_attrs.get("worker", ""))
-        if not worker or worker_alive(worker):
-            continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(
-            study_id, trial.number
-        )
-        storage.set_trial_user_attr(trial_id, "error", f"worker {worker} stopped")
-        storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        marked.append(trial.number)
-        for run_dir in folder.glob(f"*_fit_{trial_name(trial.number)}"):
-            _mark_manifest(run_dir, f"worker {worker} stopped during the trial")
-    return marked
-
-
-def _mark_manifest(run_dir: Path, error: str) -> None:
-    """Record in a dead trial's manifest that it failed."""
-    path = run_dir / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if isinstance(manifest, dict) and manifest.get("status") == "running":
-        manifest |= {"status": "failed", "error": error}
-        path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 def trial_name(number: int) -> str:
@@ -361,188 +363,244 @@ def trial_name(number: int) -> str:
     return f"trial-{number:04d}"
 
 
-class Tuner:
-    """One worker of a study: runs trials until the study has enough."""
+class Pruning(PyTorchLightningPruningCallback):  # type: ignore[misc]
+    """Optuna's pruning callback, stopping once the epoch is in the run's record.
+
+    Optuna's callback reports and decides after validation, which Lightning
+    runs before the epoch ends; stopping there would drop that epoch from
+    ``metrics.csv`` (written at the epoch's end), though its value is the
+    trial's. This one stops at the epoch's end instead, after the record.
+    """
+
+    pruned: optuna.TrialPruned | None = None
+
+    @override
+    def on_validation_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        try:
+            super().on_validation_end(trainer, pl_module)
+        except optuna.TrialPruned as pruned:
+            self.pruned = pruned
+
+    @override
+    def on_train_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> None:
+        if self.pruned is not None:
+            raise self.pruned
+
+
+class Objective:
+    """A trial: its values into a YAML file, then ``fit`` with it after the base."""
 
     def __init__(
         self,
-        *,
-        study: optuna.Study,
         folder: Path,
         space: Mapping[str, BaseDistribution],
-        fit_args: Sequence[str],
+        words: list[str],
         metric: str,
+        fixed: Mapping[str, Any],
     ) -> None:
-        """Remember the study and how to run its trials.
-
-        Args:
-            study: The Optuna study.
-            folder: The study folder (trial run folders go in it).
-            space: The search space.
-            fit_args: Options given to every trial's ``fit``.
-            metric: The metric to optimise (the best value over the epochs).
-        """
-        self.study = study
-        self.folder = folder
-        self.space = space
-        self.fit_args = list(fit_args)
-        self.metric = metric
+        """Run trials into ``folder``, each a ``fit`` of ``words`` and ``fixed``."""
+        self.folder, self.space, self.words = folder, space, words
+        self.metric, self.fixed = metric, fixed
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
-    def objective(self, trial: Trial) -> float:
-        """Run one trial's ``fit``; its value is the best ``metric`` of its epochs."""
+    def __call__(self, trial: Trial) -> float:
+        """The best ``metric`` of the trial's epochs."""
         trial.set_user_attr("worker", self.worker)
         params = {key: suggest(trial, key, dist) for key, dist in self.space.items()}
         name = trial_name(trial.number)
-        words = [
-            "fit",
-            *_QUIET,
-            *self.fit_args,
-            *(f"--{key}={json.dumps(value)}" for key, value in params.items()),
-            f"--run.root={self.folder}",
-            f"--run.name={name}",
-        ]
-        from optuna_integration import PyTorchLightningPruningCallback
-
-        pruning = PyTorchLightningPruningCallback(trial, monitor=self.metric)
-        study = {
-            "study": self.study.study_name,
+        values = {
+            **params,
+            **self.fixed,
+            "run.root": self.folder.as_posix(),
+            "run.name": name,
+        }
+        path = write_config(self.folder / f"{name}.yaml", values)
+        record = {
+            "study": trial.study.study_name,
             "number": trial.number,
             "params": params,
         }
         try:
-            train.main(words, callbacks=[pruning], manifest={"trial": study})
-        except SystemExit as exit_:  # the parser rejected a sampled value
-            raise TrialFailedError(
-                f"fit rejected the options (status {exit_.code})"
-            ) from None
+            train.main(
+                ["fit", *self.words, "--config", path.as_posix()],
+                callbacks=[Pruning(trial, monitor=self.metric)],
+                manifest={"trial": record},
+            )
         finally:
-            for run_dir in self.folder.glob(f"*_fit_{name}"):
+            run_dir = next(self.folder.glob(f"*_fit_{name}"), None)
+            if run_dir is not None:
                 trial.set_user_attr("run_dir", run_dir.as_posix())
-        run_dirs = list(self.folder.glob(f"*_fit_{name}"))
-        if not run_dirs:
-            raise TrialFailedError("fit wrote no run folder")
-        values = [
+        if run_dir is None:
+            raise RuntimeError("fit wrote no run folder")
+        scores = [
             row[self.metric]
-            for row in open_run(run_dirs[0]).metrics()
+            for row in open_run(run_dir).metrics()
             if self.metric in row
         ]
-        if not values:
-            raise TrialFailedError(f"{self.metric} was never logged")
-        maximize = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
-        return float(max(values) if maximize else min(values))
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Keep ``trials.csv`` up to date after every trial."""
-        write_trials(study, self.folder)
-
-    def run(self, trials: int, timeout: float | None) -> None:
-        """Run trials until the study holds ``trials`` or ``timeout`` seconds pass."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while len(self.study.get_trials(deepcopy=False)) < trials:
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            self.study.optimize(
-                self.objective,
-                n_trials=1,
-                catch=(Exception,),
-                callbacks=[self.after_trial],
-            )
+        if not scores:
+            raise RuntimeError(f"{self.metric} was never logged")
+        maximize = trial.study.direction == StudyDirection.MAXIMIZE
+        return float(max(scores) if maximize else min(scores))
 
 
-def write_trials(study: optuna.Study, folder: Path) -> Path:
-    """Write ``trials.csv`` (atomically: several workers may write it)."""
-    trials = study.get_trials(deepcopy=False)
-    keys = list(dict.fromkeys(key for trial in trials for key in trial.params))
-    rows = [
-        {
-            "number": trial.number,
-            "state": trial.state.name,
-            **{key: trial.params.get(key, "") for key in keys},
-            "value": "" if trial.value is None else repr(trial.value),
-            "duration_s": (
-                ""
-                if trial.duration is None
-                else round(trial.duration.total_seconds(), 3)
-            ),
-            "run_dir": trial.user_attrs.get("run_dir", ""),
-        }
-        for trial in trials
-    ]
-    path = folder / TRIALS
-    partial = folder / f".{TRIALS}.{os.getpid()}"
-    with partial.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(
-            file, ["number", "state", *keys, "value", "duration_s", "run_dir"]
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-    partial.replace(path)
-    return path
+def mlflow_parent(study: optuna.Study, base: Mapping[str, Any]) -> dict[str, Any]:
+    """Group the trials' MLflow runs under one parent run, named after the study.
 
-
-def best_config(
-    best: FrozenTrial, base: Mapping[str, Any], study_name: str
-) -> dict[str, Any]:
-    """The best trial's complete config, writing into ``runs/`` again.
-
-    The trial's own ``config.yaml`` when its run folder is here, else the base
-    config with the trial's params (a trial run on another machine).
+    Returns the trials' logger setting that tags each run with the parent's
+    id (``mlflow.parentRunId``); nothing when the logger is not MLflow's. A
+    worker that finds no parent creates one, and then every worker keeps the
+    oldest (deleting its own if it lost), so workers started together agree.
     """
-    run_dir = Path(str(best.user_attrs.get("run_dir", "")))
-    config: dict[str, Any]
-    if run_dir.name and (run_dir / CONFIG).is_file():
-        config = yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8"))
-    else:
-        config = json.loads(json.dumps(base))  # a deep copy
-        for key, value in best.params.items():
-            assign(config, key, value)
-    assign(config, "run.root", "runs")
-    assign(config, "run.name", f"{study_name}-best")
+    logger = base.get("trainer", {}).get("logger")
+    if not isinstance(logger, dict) or not str(logger.get("class_path")).endswith(
+        "MLFlowLogger"
+    ):
+        return {}
+    # Imported by name: only a project that logs to MLflow installs it.
+    tracking = importlib.import_module("mlflow.tracking")
+    mlflow_error = importlib.import_module("mlflow.exceptions").MlflowException
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # as train.main does
+    args = logger.get("init_args") or {}
+    uri = args.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+    client = tracking.MlflowClient(
+        tracking_uri=uri or f"file:{args.get('save_dir', './mlruns')}"
+    )
+    name = str(args.get("experiment_name") or "lightning_logs")
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        with contextlib.suppress(mlflow_error):  # another worker just created it
+            client.create_experiment(name)
+        experiment = client.get_experiment_by_name(name)
+    assert experiment is not None
+    tags = {"optuna.role": "study", "optuna.study": study.study_name}
+
+    def parents() -> list[Any]:
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            "tags.`optuna.role` = 'study'",
+            max_results=10000,
+        )
+        mine = [
+            run for run in runs if run.data.tags.get("optuna.study") == study.study_name
+        ]
+        return sorted(mine, key=lambda run: (run.info.start_time, run.info.run_id))
+
+    found = parents()
+    if not found:
+        created = client.create_run(
+            experiment.experiment_id, tags=tags, run_name=study.study_name
+        )
+        found = parents()
+        if found[0].info.run_id != created.info.run_id:
+            client.delete_run(created.info.run_id)
+    init_args = {
+        "tags": {**(args.get("tags") or {}), "mlflow.parentRunId": found[0].info.run_id}
+    }
+    return {
+        "trainer.logger": {"class_path": logger["class_path"], "init_args": init_args}
+    }
+
+
+def write_trials(study: optuna.Study, folder: Path) -> None:
+    """Write ``trials.csv`` from ``trials_dataframe()`` (atomically: shared file)."""
+    frame = study.trials_dataframe(
+        attrs=("number", "state", "params", "value", "duration", "user_attrs")
+    )
+    params = [c for c in frame.columns if c.startswith("params_")]
+    if "duration" in frame:
+        frame["duration"] = frame["duration"].dt.total_seconds().round(3)
+    frame = frame.rename(
+        columns={"duration": "duration_s", "user_attrs_run_dir": "run_dir"}
+    )
+    frame = frame.reindex(
+        columns=["number", "state", *params, "value", "duration_s", "run_dir"]
+    )
+    partial = folder / f".{TRIALS}.{os.getpid()}"
+    frame.rename(columns=lambda c: c.removeprefix("params_")).to_csv(
+        partial, index=False
+    )
+    partial.replace(folder / TRIALS)
+
+
+def best_config(best: FrozenTrial, study_name: str) -> dict[str, Any] | None:
+    """The best trial's own ``config.yaml``, writing into ``runs/`` again.
+
+    ``None`` when its run folder is not on this machine (``--storage``: the
+    worker that ran it has it).
+    """
+    path = Path(str(best.user_attrs.get("run_dir", ""))) / CONFIG
+    if not path.is_file():
+        return None
+    config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["run"] = {
+        **config.get("run", {}),
+        "root": "runs",
+        "name": f"{study_name}-best",
+    }
     return config
 
 
-def plot_study(study: optuna.Study, path: Path) -> None:
-    """Save the optimisation history and the parameter importances as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def plot_study(study: optuna.Study, path: Path, metric: str) -> None:
+    """Save Optuna's optimisation history (pruned trials marked) and importances."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    from optuna.visualization import matplotlib as plots
+    from PIL import Image
 
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    figure = Figure(figsize=(11, 4))
-    FigureCanvasAgg(figure)
-    history, importance = figure.subplots(1, 2)
-    figure.subplots_adjust(left=0.07, right=0.97, wspace=0.45)
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    numbers = [trial.number for trial in complete]
-    values = [float(trial.value or 0.0) for trial in complete]
-    best = [
-        max(values[: i + 1]) if maximize else min(values[: i + 1])
-        for i in range(len(values))
-    ]
-    history.plot(numbers, values, "o", label="trial")
-    history.step(numbers, best, where="post", label="best so far")
-    history.set_title(f"optimisation history ({study.direction.name.lower()})")
-    history.set_xlabel("trial")
-    history.set_ylabel(str(study.user_attrs.get("metric", "value")))
-    history.grid(alpha=0.3)
-    if complete:
-        history.legend()
-    importance.set_title("parameter importances (fANOVA)")
-    try:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-        scores = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    except (ValueError, RuntimeError, ZeroDivisionError):  # too few trials
-        scores = {}
-    if len(complete) >= 2 and scores:
-        names = list(scores)[::-1]
-        importance.barh(names, [scores[name] for name in names])
-        importance.set_xlabel("importance")
-    else:
-        importance.text(
-            0.5, 0.5, "needs 2 or more complete trials", ha="center", va="center"
-        )
-        importance.set_axis_off()
-    figure.savefig(path, dpi=100)
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t.value is not None]
+    images = []
+    with plt.rc_context():  # Optuna's plots switch to the ggplot style
+        history = plots.plot_optimization_history(study, target_name=metric)
+        if pruned:
+            history.scatter(
+                [t.number for t in pruned],
+                [float(t.value or 0.0) for t in pruned],
+                marker="x",
+                color="tab:purple",
+                label="pruned (value when stopped)",
+                zorder=3,
+            )
+            history.legend(loc="best")
+        history.xaxis.set_major_locator(MaxNLocator(integer=True))
+        history.set_xlabel("trial")
+        history.set_title(f"{study.study_name}: {len(trials)} trials")
+        importance = None
+        if len(complete) >= IMPORTANCE_TRIALS:
+            evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+            try:
+                importance = plots.plot_param_importances(study, evaluator=evaluator)
+            except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. one value each
+                importance = None
+        if importance is None:
+            importance = plt.subplots()[1]
+            importance.set_axis_off()
+            importance.text(
+                0.5,
+                0.5,
+                f"No parameter importances: they need {IMPORTANCE_TRIALS} complete"
+                f" trials\nwith varied values ({len(complete)} complete so far).",
+                ha="center",
+                va="center",
+            )
+        for figure in (history.get_figure(root=True), importance.get_figure(root=True)):
+            assert figure is not None
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=90)
+            plt.close(figure)
+            images.append(Image.open(buffer))
+    sheet = Image.new(
+        "RGB", (sum(i.width for i in images), max(i.height for i in images)), "white"
+    )
+    sheet.paste(images[0], (0, 0))
+    sheet.paste(images[1], (images[0].width, 0))
+    sheet.save(path)
 
 
 def parser(program: str) -> argparse.ArgumentParser:
@@ -556,72 +614,69 @@ def parser(program: str) -> argparse.ArgumentParser:
             " every trial's fit."
         ),
     )
-    parser.add_argument(
+    add = parser.add_argument
+    add(
         "--config",
         action="append",
         default=[],
         metavar="FILE",
         help="Base config of every trial, as for fit (repeatable; later files win).",
     )
-    parser.add_argument(
+    add(
         "--search",
         type=Path,
         default=SEARCH,
         metavar="FILE",
         help=f"The search space (default: {SEARCH.as_posix()}).",
     )
-    parser.add_argument(
+    add(
         "--trials",
         type=int,
         default=20,
         metavar="N",
         help="Run until the study holds N trials, counting earlier ones (default: 20).",
     )
-    parser.add_argument(
+    add(
         "--timeout",
         type=float,
         default=None,
         metavar="SECONDS",
         help="Start no new trial after this long.",
     )
-    parser.add_argument(
+    add(
         "--study",
         default="",
         metavar="NAME",
-        help=(
-            "Study name: runs/*_tune_NAME is continued if it exists, created if not;"
-            " workers given the same name share the study. A study folder's path"
-            " works too."
-        ),
+        help="Study name: runs/*_tune_NAME is continued if it exists, created if not;"
+        " workers given the same name share the study. A study folder's path"
+        " works too.",
     )
-    parser.add_argument(
+    add(
         "--storage",
         default=None,
         metavar="URL",
-        help=(
-            "Optuna RDB storage shared by workers on several machines, e.g."
-            " postgresql+psycopg://user:password@host/db (default: the study"
-            " folder's journal.log, for workers on this machine)."
-        ),
+        help="Optuna RDB storage shared by workers on several machines, e.g."
+        " postgresql+psycopg://user:password@host/db (default: the study folder's"
+        " journal.log, shared by workers that see the same folder).",
     )
-    parser.add_argument(
+    add(
         "--metric",
         default=None,
         help="Metric to optimise (default: the checkpoint's monitor, val_loss).",
     )
-    parser.add_argument(
+    add(
         "--direction",
         choices=("minimize", "maximize"),
         default=None,
         help="Default: from the checkpoint's mode (min: minimize).",
     )
-    parser.add_argument(
+    add(
         "--pruner",
         choices=tuple(PRUNERS),
         default="median",
         help="Stops unpromising trials early (default: median).",
     )
-    parser.add_argument(
+    add(
         "--seed",
         type=int,
         default=None,
@@ -636,122 +691,131 @@ def main(args: list[str]) -> None:
     Raises:
         UsageError: A bad search space, option or storage; nothing is left behind.
     """
-    options, fit_args = parser(f"{PROGRAM} {args[0]}").parse_known_args(args[1:])
-    for word in fit_args:
+    options, extra = parser(f"{PROGRAM} {args[0]}").parse_known_args(args[1:])
+    for word in extra:
         if word.startswith("-") and not word.startswith("--"):
             raise UsageError(
                 f"{word}: unknown option (`{PROGRAM} tune --help` lists them)"
             )
-    fit_args = [
-        word for path in options.config for word in ("--config", path)
-    ] + fit_args
     if options.trials < 1:
         raise UsageError(f"--trials {options.trials}: must be 1 or more")
-    study_arg = str(options.study)
+    words = [word for path in options.config for word in ("--config", path)] + extra
     space = load_search_space(options.search)
-    base = resolve_config(fit_args)
-    for key in space:
-        found, value = lookup(base, key)
-        if not found or isinstance(value, dict):
-            raise UsageError(
-                f"{options.search}: {key}: not an option of fit"
-                f" (`{PROGRAM} fit --print_config` lists them)"
-            )
+    base = train.parse_config(["fit", *words])
+    check_space(options.search, space, words)
     checkpoint = base.get("checkpoint") or {}
     metric = options.metric or str(checkpoint.get("monitor") or "val_loss")
-    direction = options.direction or (
+    direction: Literal["minimize", "maximize"] = options.direction or (
         "maximize" if checkpoint.get("mode") == "max" else "minimize"
     )
-    root = Path(str(lookup(base, "run.root")[1] or "runs"))
+    root = Path(str(base.get("run", {}).get("root") or "runs"))
+    study_arg = str(options.study)
     folder = find_study_folder(root, study_arg) if study_arg else None
     if study_arg and folder is None and not _NAME.fullmatch(study_arg):
         raise UsageError(
             f"--study {study_arg}: neither a study folder nor a name of letters,"
             " digits, '.', '_' and '-'"
         )
-    if folder is not None:
-        recorded = (
-            json.loads((folder / STUDY).read_text(encoding="utf-8"))
-            if (folder / STUDY).is_file()
-            else {}
+    marker = folder / STUDY if folder else None
+    record = (
+        json.loads(marker.read_text(encoding="utf-8"))
+        if marker and marker.is_file()
+        else {}
+    )
+    if record.get("storage", "journal") != "journal" and options.storage is None:
+        raise UsageError(
+            f"--study {study_arg}: that study lives in {record['storage']};"
+            " pass --storage"
         )
-        if recorded.get("storage", "journal") != "journal" and options.storage is None:
-            raise UsageError(
-                f"--study {study_arg}: that study lives in {recorded['storage']};"
-                " pass --storage"
-            )
-    storage = open_storage(options.storage, None) if options.storage else None
+    if options.storage:
+        open_storage(options.storage, root)  # fail before a folder is made
     created = False
     if folder is None:
-        folder, created = create_study_folder(
-            root, study_arg if _NAME.fullmatch(study_arg) else ""
-        )
+        folder, created = create_study_folder(root, study_arg)
     try:
-        study_name = (
-            json.loads((folder / STUDY).read_text(encoding="utf-8"))["study"]
-            if (folder / STUDY).is_file()
-            else (study_arg or folder.name)
-        )
-        storage = storage or open_storage(None, folder)
-        configured = base.get("seed_everything")
-        seed = configured if isinstance(configured, int) else 0
-        if options.seed is not None:
-            seed = options.seed
+        storage = open_storage(options.storage, folder)
+        name = str(record.get("study") or study_arg or folder.name)
         study = optuna.create_study(
             storage=storage,
-            study_name=study_name,
-            direction=optuna.study.StudyDirection[direction.upper()],
+            study_name=name,
+            direction=direction,
             load_if_exists=True,
             pruner=PRUNERS[options.pruner](),
         )
         if study.direction.name.lower() != direction:
             raise UsageError(
-                f"--direction {direction}: study {study_name} was started to"
+                f"--direction {direction}: study {name} was started to"
                 f" {study.direction.name.lower()}"
             )
         if study.user_attrs.get("metric", metric) != metric:
             raise UsageError(
-                f"--metric {metric}: study {study_name} optimises"
+                f"--metric {metric}: study {name} optimises"
                 f" {study.user_attrs['metric']}"
-            )
-        # Each worker (and each resumed session) samples from its own seed, so
-        # that none repeats the random start-up trials of another.
-        workers = int(study.user_attrs.get("workers", 0))
-        study.set_user_attr("workers", workers + 1)
-        study.set_user_attr("metric", metric)
-        study.sampler = optuna.samplers.TPESampler(seed=seed + workers)
-        if not (folder / STUDY).is_file():
-            storage_label = mask(options.storage) if options.storage else "journal"
-            record = {
-                "study": study_name,
-                "storage": storage_label,
-                "metric": metric,
-                "direction": direction,
-                "search": {
-                    key: optuna.distributions.distribution_to_json(d)
-                    for key, d in space.items()
-                },
-            }
-            (folder / STUDY).write_text(
-                json.dumps(record, indent=2) + "\n", encoding="utf-8"
             )
     except BaseException:
         if created:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    failed = fail_dead_trials(study, storage, folder)
-    started = time.monotonic()
-    tuner = Tuner(
-        study=study, folder=folder, space=space, fit_args=fit_args, metric=metric
+    if not (folder / STUDY).is_file():
+        label = mask(options.storage) if options.storage else "journal"
+        (folder / STUDY).write_text(
+            json.dumps({"study": name, "storage": label}) + "\n", encoding="utf-8"
+        )
+    if "metric" not in study.user_attrs:
+        study.set_user_attr("metric", metric)
+        study.set_user_attr(
+            "search",
+            {k: optuna.distributions.distribution_to_json(d) for k, d in space.items()},
+        )
+    # Each worker (and each session) samples from a seed of its own, so that
+    # none repeats another's random start-up trials; the constant liar keeps
+    # parallel workers from sampling next to each other's running trials.
+    workers = int(study.user_attrs.get("workers", 0))
+    study.set_user_attr("workers", workers + 1)
+    configured = base.get("seed_everything")
+    seed = (
+        options.seed
+        if options.seed is not None
+        else (configured if isinstance(configured, int) else 0)
     )
-    interrupted = False
+    study.sampler = optuna.samplers.TPESampler(seed=seed + workers, constant_liar=True)
+    running = {
+        t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    }
+    fail_stale_trials(study)
+    failed = sorted(
+        running
+        - {
+            t.number
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        }
+    )
+    fixed: dict[str, Any] = dict(_QUIET)
+    fixed |= mlflow_parent(study, base)
+    objective = Objective(folder, space, words, metric, fixed)
+    started, interrupted = time.monotonic(), False
     try:
-        tuner.run(options.trials, options.timeout)
+        if len(study.get_trials(deepcopy=False)) < options.trials:
+            study.optimize(
+                objective,
+                timeout=options.timeout,
+                catch=(Exception,),
+                callbacks=[
+                    MaxTrialsCallback(options.trials, states=None),
+                    lambda study, _: write_trials(study, folder),
+                ],
+            )
     except KeyboardInterrupt:
         interrupted = True
-    seconds = time.monotonic() - started
     summarize(
-        study, folder, base, metric, seconds, interrupted, failed, options, fit_args
+        study,
+        folder,
+        metric,
+        time.monotonic() - started,
+        interrupted,
+        failed,
+        options,
+        words,
     )
     if interrupted:
         raise SystemExit(130)
@@ -760,24 +824,22 @@ def main(args: list[str]) -> None:
 def summarize(
     study: optuna.Study,
     folder: Path,
-    base: Mapping[str, Any],
     metric: str,
     seconds: float,
     interrupted: bool,
-    marked: Sequence[int],
+    marked: list[int],
     options: argparse.Namespace,
-    fit_args: Sequence[str],
+    words: list[str],
 ) -> None:
     """Write ``trials.csv``, ``best.yaml`` and the plot; print the summary."""
     write_trials(study, folder)
+    plot_study(study, folder / STUDY_PLOT, metric)
     trials = study.get_trials(deepcopy=False)
-    counts = {state: sum(t.state == state for t in trials) for state in _FINISHED}
-    plot_study(study, folder / STUDY_PLOT)
-    title = "tune interrupted" if interrupted else "tune complete"
+    count = {state: sum(t.state == state for t in trials) for state in TrialState}
     summary = Summary(
-        f"{title}: {len(trials)} trials ({counts[TrialState.COMPLETE]} complete,"
-        f" {counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed)"
-        f" in {seconds:.1f} s"
+        f"tune {'interrupted' if interrupted else 'complete'}: {len(trials)} trials"
+        f" ({count[TrialState.COMPLETE]} complete, {count[TrialState.PRUNED]} pruned,"
+        f" {count[TrialState.FAIL]} failed) in {seconds:.1f} s"
     )
     summary.add("study", folder).add("study name", study.study_name)
     summary.add(
@@ -788,13 +850,9 @@ def summarize(
             "marked failed", ", ".join(map(str, marked)) + " (their worker stopped)"
         )
     summary.add("trials", folder / TRIALS)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if complete:
+    if count[TrialState.COMPLETE]:
         best = study.best_trial
-        config = best_config(best, base, study.study_name)
-        (folder / BEST).write_text(
-            yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
-        )
+        config = best_config(best, study.study_name)
         summary.add(f"best {metric}", f"{best.value:.6g} (trial {best.number})")
         summary.add(
             "best params",
@@ -803,14 +861,20 @@ def summarize(
                 for k, v in best.params.items()
             ),
         )
-        if best.user_attrs.get("run_dir"):
-            summary.add("best run", best.user_attrs["run_dir"])
-        summary.add("best config", folder / BEST)
+        summary.add("best run", best.user_attrs["run_dir"])
+        if config is None:
+            summary.add(
+                "best config", f"in that run folder, on {best.user_attrs['worker']}"
+            )
+        else:
+            (folder / BEST).write_text(
+                yaml.safe_dump(config, sort_keys=False), encoding="utf-8"
+            )
+            summary.add("best config", folder / BEST)
+            summary.suggest(PROGRAM, "fit", "--config", folder / BEST)
     summary.add("plot", folder / STUDY_PLOT)
-    if complete:
-        summary.suggest(PROGRAM, "fit", "--config", folder / BEST)
     summary.suggest(PROGRAM, "runs", folder)
-    more = [*fit_args, "--study", folder.as_posix(), "--trials", str(len(trials) + 10)]
+    more = [*words, "--study", folder.as_posix(), "--trials", str(len(trials) + 10)]
     if options.search != SEARCH:
         more[:0] = ["--search", options.search.as_posix()]
     if options.storage:
