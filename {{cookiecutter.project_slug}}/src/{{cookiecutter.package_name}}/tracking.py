@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .errors import UsageError
-from .run import CONFIG, RUN_DIR, RUN_NAME
+from .names import CONFIG
+from .run import RUN_DIR, RUN_NAME
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
