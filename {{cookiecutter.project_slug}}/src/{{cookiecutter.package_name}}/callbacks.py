@@ -17,12 +17,14 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
 from .names import CONFIG, MANIFEST, METRICS, PLOT
 from .plots import plot_learning_curves
-from .run import Row, read_metrics
+from .run import Row, read_metrics, slurm_job
 from .summary import Outcome
+from .tracking import log_best_checkpoint
 
 
 class RunFolder(pl.Callback):
@@ -34,7 +36,8 @@ class RunFolder(pl.Callback):
     - ``manifest.json``: what produced the run (see the ``run`` module), how
       the Trainer ran it and how it ended (``status``: ``running`` until it is
       ``complete``, ``failed``, ``interrupted`` or ``pruned``; ``finished``,
-      ``duration_s``); a resumed run keeps earlier sessions under
+      ``duration_s``; under Slurm, the job as ``slurm``); a resumed run (also
+      a requeued Slurm job's) keeps earlier sessions under
       ``previous_sessions``.
     - ``metrics.csv``: one row per epoch while fitting (a single row of final
       metrics for ``validate`` and ``test``), rewritten as rows arrive.
@@ -101,8 +104,14 @@ class RunFolder(pl.Callback):
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Plot the learning curves; the run is complete."""
+        """Plot the learning curves; the run is complete.
+
+        An MLflow logger's run also gets the best checkpoint's path and score
+        (see ``tracking.log_best_checkpoint``).
+        """
         self._plot(trainer)
+        if trainer.is_global_zero:
+            log_best_checkpoint(trainer)
         self._finish(trainer, "complete")
 
     @override
@@ -134,8 +143,11 @@ class RunFolder(pl.Callback):
     ) -> None:
         """A failed or interrupted run still leaves its curves and says how it ended.
 
-        Ctrl+C makes the run ``interrupted``; Optuna's ``TrialPruned`` (raised
-        by its pruning callback) makes it ``pruned``; anything else ``failed``.
+        Ctrl+C makes the run ``interrupted``, and so does SIGTERM (Lightning's
+        ``SIGTERMException``: how Slurm ends a job it preempts, requeues or
+        times out; a requeued job continues the run, see
+        ``run.new_run_dir``); Optuna's ``TrialPruned`` (raised by its pruning
+        callback) makes it ``pruned``; anything else ``failed``.
         An epoch stopped after its validation (where pruning stops a trial)
         keeps a row of its validation metrics: the value it was judged by.
         """
@@ -147,7 +159,7 @@ class RunFolder(pl.Callback):
                 row |= {k: v for k, v in metrics.items() if k.startswith("val_")}
                 self.rows.append(row)
                 self._write_metrics()
-        if isinstance(exception, KeyboardInterrupt):
+        if isinstance(exception, KeyboardInterrupt | SIGTERMException):
             status = "interrupted"
         elif type(exception).__name__ == "TrialPruned":
             status = "pruned"
@@ -213,10 +225,17 @@ class RunFolder(pl.Callback):
                 "torch_threads": torch.get_num_threads(),
             },
         }
+        if (job := slurm_job()) is not None:
+            manifest["slurm"] = job
         path = self.run_dir / MANIFEST
         if path.exists():  # resuming: keep what the earlier sessions recorded
             earlier = json.loads(path.read_text(encoding="utf-8"))
             sessions = earlier.pop("previous_sessions", [])
+            if earlier.get("status") == "running" and _requeued(earlier, manifest):
+                # Slurm ended that session (after Lightning's HPC checkpoint)
+                # harder than the run could record it.
+                earlier["status"] = "interrupted"
+                earlier["error"] = "Slurm requeued the job"
             manifest["previous_sessions"] = [*sessions, earlier]
         path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         self._written = manifest
@@ -228,6 +247,17 @@ class RunFolder(pl.Callback):
             writer = csv.DictWriter(file, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
+
+
+def _requeued(earlier: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether ``now`` is a later session of the same Slurm job as ``earlier``."""
+    before, after = earlier.get("slurm"), now.get("slurm")
+    return (
+        isinstance(before, dict)
+        and isinstance(after, dict)
+        and before.get("job_id") == after.get("job_id")
+        and int(after.get("restart_count") or 0) > int(before.get("restart_count") or 0)
+    )
 
 
 class RunSummary(pl.Callback):

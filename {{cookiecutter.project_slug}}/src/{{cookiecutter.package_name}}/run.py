@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import platform
 import re
 import subprocess
@@ -59,7 +60,14 @@ _VERSIONED = ("torch", "lightning", "torchmetrics", "numpy", "jsonargparse")
 
 
 def new_run_dir(root: Path, subcommand: str, name: str = "") -> Path:
-    """A fresh, not yet existing folder under ``root`` for one run.
+    """The folder under ``root`` for one run: a fresh one, or a requeued job's own.
+
+    A Slurm job that was preempted or ran out of time and was requeued keeps
+    its ``SLURM_JOB_ID`` (Slurm counts the restarts in
+    ``SLURM_RESTART_COUNT``): its ``fit`` continues in the folder that the
+    job's earlier session left unfinished, where Lightning finds the
+    ``hpc_ckpt_*.ckpt`` it saved on the requeue signal (the folder is the
+    Trainer's ``default_root_dir``). Any other run gets a new folder.
 
     Args:
         root: Folder that collects all runs (e.g. ``runs``).
@@ -69,16 +77,67 @@ def new_run_dir(root: Path, subcommand: str, name: str = "") -> Path:
     Returns:
         ``root/<timestamp>_<subcommand>[_<name>]`` (the timestamp in UTC,
         ending in ``Z``), with ``-2``, ``-3``, ... appended when two runs
-        start within the same second.
+        start within the same second; for a requeued Slurm job's ``fit``,
+        the unfinished folder of the same job, subcommand and name, if any.
     """
-    stamp = time.strftime("%Y%m%d-%H%M%SZ", time.gmtime())
     label = _UNSAFE.sub("-", name).strip("-")
-    base = f"{stamp}_{subcommand}" + (f"_{label}" if label else "")
+    suffix = f"_{subcommand}" + (f"_{label}" if label else "")
+    if subcommand == "fit" and (earlier := requeued_run_dir(root, suffix)):
+        return earlier
+    stamp = time.strftime("%Y%m%d-%H%M%SZ", time.gmtime())
+    base = stamp + suffix
     candidate, count = root / base, 1
     while candidate.exists():
         count += 1
         candidate = root / f"{base}-{count}"
     return candidate
+
+
+def slurm_job() -> dict[str, Any] | None:
+    """This process's Slurm job (id, restarts, array task), or ``None`` outside one.
+
+    Interactive allocations (a job named ``bash`` or ``interactive``, as
+    Lightning treats them) count as outside: commands typed there are runs
+    of their own.
+    """
+    job_id = os.environ.get("SLURM_JOB_ID", "")
+    if not job_id or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return None
+    array = os.environ.get("SLURM_ARRAY_JOB_ID")
+    return {
+        "job_id": job_id,
+        "restart_count": int(os.environ.get("SLURM_RESTART_COUNT") or 0),
+        "array": f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array else None,
+        "nodes": os.environ.get("SLURM_JOB_NODELIST"),
+    }
+
+
+def requeued_run_dir(root: Path, suffix: str) -> Path | None:
+    """The unfinished run folder ``root/*<suffix>`` of this requeued Slurm job.
+
+    Only a job that Slurm has restarted looks (``SLURM_RESTART_COUNT`` of 1
+    or more), so a job that runs ``fit`` twice still gets two runs; only a
+    folder whose manifest names the same job and is not ``complete`` is
+    taken (the newest, when there are several).
+    """
+    job = slurm_job()
+    if job is None or job["restart_count"] < 1 or not root.is_dir():
+        return None
+    for folder in sorted(root.glob(f"*{suffix}"), reverse=True):
+        if folder.name.partition("_")[2] != suffix[1:]:  # <stamp><suffix> only
+            continue
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        recorded = manifest.get("slurm") if isinstance(manifest, dict) else None
+        if (
+            isinstance(recorded, dict)
+            and recorded.get("job_id") == job["job_id"]
+            and manifest.get("status") != "complete"
+        ):
+            return folder
+    return None
 
 
 def fill_placeholders(value: Any, run_dir: Path) -> Any:
