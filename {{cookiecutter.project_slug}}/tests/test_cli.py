@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gc
 import json
+import re
 import runpy
 import shutil
 import sys
@@ -245,8 +246,16 @@ def test_fit_ends_with_a_summary_of_the_run(
     facts = parse_summary(out)
     assert facts["run"] == [run.relative_to(run.parents[1]).as_posix()]
     best = facts["best checkpoint"][0]
-    assert best.endswith(f"best.ckpt (val_loss {facts['val_loss'][0]})")
-    assert {"val_acc", "epochs", "duration", "plot"} <= facts.keys()
+    assert re.search(r"best\.ckpt \(epoch [01], lowest val_loss\)$", best)
+    assert {"val_acc", "val_loss", "plot"} <= facts.keys()
+    # Every metric says whether it is the best epoch's, the last one's, or both.
+    for key in ("val_acc", "val_loss"):
+        (line,) = facts[key]
+        assert re.fullmatch(
+            r"[0-9.]+ \(epoch 1: best and last\)"
+            r"|best [0-9.]+ \(epoch 0\), last [0-9.]+ \(epoch 1\)",
+            line,
+        ), line
     assert f"{PROGRAM} test --run {facts['run'][0]}" in facts["next"]
     assert f"{PROGRAM} predict --run {facts['run'][0]}" in facts["next"]
 
@@ -470,7 +479,7 @@ def test_the_progress_bar_redraws_by_time_not_by_batch(
 ) -> None:
     from lightning.pytorch.callbacks import TQDMProgressBar
 
-    from {{ cookiecutter.package_name }}.callbacks import ProgressBar
+    from {{ cookiecutter.package_name }}.progress import ProgressBar
 
     def drawn(bar: TQDMProgressBar) -> str:
         trainer = make_trainer(

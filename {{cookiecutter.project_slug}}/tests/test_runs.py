@@ -22,7 +22,8 @@ def fake_run(
     run = root / name
     run.mkdir(parents=True)
     config = (
-        f"model:\n  lr: {lr}\n  hidden_size: 64\n"
+        f"model:\n  lr: {lr}\n  net:\n    class_path: {{ cookiecutter.package_name }}.model.MLP\n"
+        "    init_args:\n      hidden_size: 64\n"
         "checkpoint:\n  monitor: val_loss\n  mode: min\n"
         f"run:\n  root: runs\n  name: {name}\n"
     )
@@ -72,9 +73,34 @@ def test_the_table_lists_every_folder_with_its_status(
     a = status["20250101-000001Z_fit_a"].split()
     assert a[3:6] == ["3", "0.4", "0.4"]  # epochs, best and last val_loss
     # Only the hyperparameters that differ: lr does, hidden_size does not.
-    assert "model.lr" in header
-    assert "model.hidden_size" not in header
+    # A hyperparameter is headed by the shortest unique end of its key.
+    assert "lr" in header
+    assert not {"hidden_size", "model.hidden_size"} & set(header)
     assert any("mlruns" in line and "manifest.json" in line for line in lines)
+
+
+def test_the_table_fits_the_terminal_and_shows_hyperparameters_only(
+    runs_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_name = "20250101-000006Z_fit_" + "a_rather_long_experiment_name_" * 3
+    run = fake_run(runs_root, long_name, "complete", 0.04, [0.7, 0.6])
+    with (run / "config.yaml").open("a", encoding="utf-8") as file:
+        file.write("trainer:\n  enable_progress_bar: false\n  log_every_n_steps: 3\n")
+    monkeypatch.setenv("COLUMNS", "100")
+    lines = table(capsys, str(runs_root))
+    lines = lines[: next(i for i, line in enumerate(lines) if line.startswith("runs:"))]
+    assert max(map(len, lines)) <= 100, "\n".join(lines)
+    text = "\n".join(lines)
+    # Display and logging switches are not hyperparameters.
+    assert "enable_progress_bar" not in text
+    assert "log_every_n_steps" not in text
+    # The long name wraps within its column: every piece of it is shown.
+    assert long_name not in text
+    assert long_name in "".join(line.split()[0] for line in lines if line.strip())
+    # Piped without COLUMNS, each run is one line.
+    monkeypatch.delenv("COLUMNS")
+    lines = table(capsys, str(runs_root))
+    assert any(line.startswith(long_name) for line in lines)
 
 
 def test_sort_last_and_csv(

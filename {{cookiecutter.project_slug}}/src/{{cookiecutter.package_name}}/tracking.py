@@ -72,9 +72,7 @@ def log_best_checkpoint(trainer: pl.Trainer) -> list[str]:
         client = logger.experiment
         client.set_tag(logger.run_id, BEST_CHECKPOINT_TAG, path)
         if score is not None and checkpoint.monitor:
-            client.log_metric(
-                logger.run_id, f"best_{checkpoint.monitor}", float(score)
-            )
+            client.log_metric(logger.run_id, f"best_{checkpoint.monitor}", float(score))
         written.append(logger.run_id)
     return written
 
