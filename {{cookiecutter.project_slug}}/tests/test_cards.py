@@ -10,9 +10,12 @@ import onnxruntime
 import pytest
 import yaml
 from google.protobuf import text_format  # type: ignore[import-untyped]
-from tritonclient.grpc import model_config_pb2  # type: ignore[import-untyped]
+from tritonclient.grpc import model_config_pb2 as generated  # type: ignore[import-untyped]
 
 from {{ cookiecutter.package_name }}.cards import write_hub_card, write_triton_repository
+
+# protoc's generated module makes its classes at import: typed loosely.
+model_config_pb2: Any = generated
 
 # ONNX Runtime's type names and Triton's, for the types an export may hold.
 ORT_TO_TRITON = {"tensor(float)": "TYPE_FP32", "tensor(int64)": "TYPE_INT64"}

@@ -16,12 +16,8 @@ pytestmark = pytest.mark.network
 
 
 def test_split_sizes(datamodule: MNISTDataModule) -> None:
-    assert datamodule.train_set is not None
-    assert datamodule.val_set is not None
-    assert datamodule.test_set is not None
-    assert len(datamodule.train_set) == 55_000
-    assert len(datamodule.val_set) == 5_000
-    assert len(datamodule.test_set) == 10_000
+    sizes = {split: len(data) for split, data in datamodule.datasets.items()}
+    assert sizes == {"train": 55_000, "val": 5_000, "test": 10_000, "predict": 10_000}
 
 
 @pytest.mark.parametrize("loader", ["train", "val", "test", "predict"])
@@ -44,10 +40,9 @@ def test_train_and_val_are_disjoint(datamodule: MNISTDataModule) -> None:
 def test_split_is_reproducible(datamodule: MNISTDataModule) -> None:
     other = MNISTDataModule(data_dir=str(datamodule.data_dir))
     other.setup()
-    assert datamodule.val_set is not None
-    assert other.val_set is not None
     assert torch.equal(other.indices["val"], datamodule.indices["val"])
-    assert torch.equal(other.val_set.tensors[0], datamodule.val_set.tensors[0])
+    ours, theirs = datamodule.datasets["val"], other.datasets["val"]
+    assert torch.equal(theirs.tensors[0], ours.tensors[0])
 
 
 def test_dataloader_before_setup_is_an_error() -> None:

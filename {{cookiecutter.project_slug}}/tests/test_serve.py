@@ -650,12 +650,15 @@ def test_the_serve_command_answers_concurrent_clients_and_tritonclient(
             triton.InferRequestedOutput("logits", binary_data=False, class_count=2),
         ]
         result = server.infer(card["name"], [tensor], outputs=outputs)
-        np.testing.assert_allclose(
-            result.as_numpy("probabilities"), expected, atol=1e-6
-        )
-        labels = [card["classes"][i] for i in expected.argmax(axis=1)]
-        assert [text(v) for v in result.as_numpy("label").tolist()] == labels
+        probabilities = result.as_numpy("probabilities")
+        label = result.as_numpy("label")
         top = result.as_numpy("logits")
+        assert probabilities is not None
+        assert label is not None
+        assert top is not None
+        np.testing.assert_allclose(probabilities, expected, atol=1e-6)
+        labels = [card["classes"][i] for i in expected.argmax(axis=1)]
+        assert [text(v) for v in label.tolist()] == labels
         assert top.shape == (len(batch), 2)
         assert [text(row[0]).split(":", 2)[2] for row in top] == labels
         with pytest.raises(triton.InferenceServerException, match="unknown model"):

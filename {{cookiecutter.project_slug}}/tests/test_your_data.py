@@ -25,6 +25,7 @@ import pytest
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
+from typing_extensions import override
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.system import Classifier
@@ -175,7 +176,7 @@ def test_the_exported_table_model_equals_the_checkpoint(
         expected = torch.softmax(model(torch.from_numpy(encoded)), dim=1).numpy()
     session = onnxruntime.InferenceSession(str(output / "model.onnx"))
     (got,) = session.run(["probabilities"], {"features": encoded})
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-5)
 
 
 def test_search_over_networks_is_a_config_choice(
@@ -311,7 +312,7 @@ def test_the_exported_image_model_equals_the_checkpoint(
         expected = torch.softmax(model(images), dim=1).numpy()
     session = onnxruntime.InferenceSession(str(output / "model.onnx"))
     (got,) = session.run(["probabilities"], {"pixels": images.numpy()})
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-5)
 
 
 # --- bad data: one line naming the culprit, exit 2, nothing left behind -------------
@@ -437,6 +438,7 @@ class ContractData(pl.LightningDataModule):
         self.num_classes = 2
         self.class_names = ["left", "right"]
 
+    @override
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         return DataLoader(TensorDataset(self.x, self.y), batch_size=32, shuffle=True)
 

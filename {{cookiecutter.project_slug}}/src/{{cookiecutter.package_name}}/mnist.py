@@ -113,10 +113,8 @@ class MNISTDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.val_size = val_size
         self.split_seed = split_seed
-        self.train_set: TensorDataset | None = None
-        self.val_set: TensorDataset | None = None
-        self.test_set: TensorDataset | None = None
-        self.predict_set: TensorDataset | None = None
+        # The splits once set up: "train", "val", "test" and "predict".
+        self.datasets: dict[str, TensorDataset] = {}
         self.predict_inputs: npt.NDArray[np.float32] | None = None
         # The name of each sample predict predicts: a row, a file, a test position.
         self.predict_names: list[str] = []
@@ -143,7 +141,7 @@ class MNISTDataModule(pl.LightningDataModule):
             stage: The Trainer's stage (``fit``, ``validate``, ...); all splits
                 are built regardless.
         """
-        if self.train_set is not None:
+        if self.datasets:
             return
         from torchvision.datasets import MNIST
 
@@ -154,44 +152,46 @@ class MNISTDataModule(pl.LightningDataModule):
         val, train = order[: self.val_size], order[self.val_size :]
         self.indices = {"train": train, "val": val}
         images, labels = _tensors(train_val.data, train_val.targets)
-        self.train_set = TensorDataset(images[train], labels[train])
-        self.val_set = TensorDataset(images[val], labels[val])
-        self.test_set = TensorDataset(*_tensors(test.data, test.targets))
+        self.datasets = {
+            "train": TensorDataset(images[train], labels[train]),
+            "val": TensorDataset(images[val], labels[val]),
+            "test": TensorDataset(*_tensors(test.data, test.targets)),
+        }
         if self.predict_inputs is not None:
             inputs = torch.from_numpy(self.predict_inputs)
             no_labels = torch.full((len(inputs),), -1, dtype=torch.int64)
-            self.predict_set = TensorDataset(inputs, no_labels)
+            self.datasets["predict"] = TensorDataset(inputs, no_labels)
         else:
-            self.predict_set = self.test_set
+            self.datasets["predict"] = self.datasets["test"]
             self.predict_names = [str(position) for position in range(len(test))]
 
     @override
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Shuffled training batches (the order follows the global seed)."""
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader("train", shuffle=True)
 
     @override
     def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Validation batches in a fixed order."""
-        return self._loader(self.val_set)
+        return self._loader("val")
 
     @override
     def test_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """Test batches in a fixed order."""
-        return self._loader(self.test_set)
+        return self._loader("test")
 
     @override
     def predict_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         """The ``predict_path`` samples, or else the test set, in a fixed order."""
-        return self._loader(self.predict_set)
+        return self._loader("predict")
 
     def _loader(
-        self, dataset: TensorDataset | None, *, shuffle: bool = False
+        self, split: str, *, shuffle: bool = False
     ) -> DataLoader[tuple[torch.Tensor, ...]]:
-        if dataset is None:
+        if split not in self.datasets:
             raise RuntimeError("call setup() before asking for a dataloader")
         return DataLoader(
-            dataset,
+            self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

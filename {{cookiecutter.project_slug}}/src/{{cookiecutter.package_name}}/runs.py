@@ -408,7 +408,7 @@ def main(args: list[str]) -> None:
         rows = rows[-options.last :]
     columns = [*COLUMNS, *differing(rows)]
     shown = {heading: column for column, heading in headers(columns).items()}
-    sort = shown.get(options.sort, options.sort)  # a heading, or a whole key
+    sort = str(shown.get(options.sort, options.sort))  # a heading, or a whole key
     if sort not in columns and not any(sort in row.params for row in rows):
         raise UsageError(
             f"--sort {options.sort}: not a column (choose from {', '.join(shown)})"

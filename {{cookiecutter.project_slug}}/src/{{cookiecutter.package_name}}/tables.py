@@ -156,7 +156,7 @@ class TableDataModule(ClassificationDataModule):
         self.kinds = {name: self._kind(frame[name]) for name in features}
         self.frame = frame[features]
         classes = sorted(target.unique().tolist())
-        codes = pd.Index(classes).get_indexer(target).astype(np.int64)
+        codes = pd.Index(classes).get_indexer(pd.Index(target)).astype(np.int64)
         self.labels = torch.from_numpy(codes)
         return codes, [str(value) for value in classes]
 
@@ -204,7 +204,7 @@ class TableDataModule(ClassificationDataModule):
                 categories = sorted(text.iloc[train].unique().tolist())
                 columns.append({"name": name, "kind": kind, "categories": categories})
                 # A category only the held-out rows have encodes as all zeros.
-                values[:, position] = pd.Index(categories).get_indexer(text)
+                values[:, position] = pd.Index(categories).get_indexer(pd.Index(text))
         self.values = torch.from_numpy(values)
         numeric = sum(1 for kind in self.kinds.values() if kind == "numeric")
         return {

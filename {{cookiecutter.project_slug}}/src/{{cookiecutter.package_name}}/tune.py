@@ -195,9 +195,11 @@ def check_space(
     with tempfile.TemporaryDirectory(prefix="tune-check-") as scratch:
         for index in range(max(2, *sizes) if sizes else 2):
             values = {
-                key: d.choices[index % len(d.choices)]
-                if isinstance(d, CategoricalDistribution)
-                else (d.low, d.high)[index % 2]
+                key: (
+                    d.choices[index % len(d.choices)]
+                    if isinstance(d, CategoricalDistribution)
+                    else (d.low, d.high)[index % 2]
+                )
                 for key, d in space.items()
                 if isinstance(
                     d, CategoricalDistribution | FloatDistribution | IntDistribution
@@ -235,10 +237,11 @@ def suggest(trial: Trial, key: str, distribution: BaseDistribution) -> Any:
 def mask(url: str) -> str:
     """``url`` as SQLAlchemy renders it with the password hidden (``***``)."""
     import sqlalchemy
+    from sqlalchemy.exc import ArgumentError
 
     try:
         return sqlalchemy.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
+    except ArgumentError:
         return "(not a database URL)"
 
 
