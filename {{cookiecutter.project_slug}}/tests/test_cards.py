@@ -8,9 +8,9 @@ from typing import Any
 
 import onnxruntime
 import pytest
+import tritonclient.grpc.model_config_pb2 as generated  # type: ignore[import-untyped]
 import yaml
 from google.protobuf import text_format  # type: ignore[import-untyped]
-from tritonclient.grpc import model_config_pb2 as generated  # type: ignore[import-untyped]
 
 from {{ cookiecutter.package_name }}.cards import write_hub_card, write_triton_repository
 

@@ -49,8 +49,8 @@ from typing_extensions import override
 {%- endif %}
 
 from .errors import UsageError
-from .names import PROGRAM
-from .run import EXPORT, MODEL_CARD, ONNX_MODEL, Row, file_sha256, open_run
+from .names import EXPORT, MODEL_CARD, ONNX_MODEL, PROGRAM
+from .run import Row, file_sha256, open_run
 from .summary import Summary
 from .system import Classifier
 

@@ -29,18 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-
-# The run folder's file names, re-exported: `from .run import CONFIG` works.
-from .names import BEST_CHECKPOINT as BEST_CHECKPOINT
-from .names import CONFIG as CONFIG
-from .names import EXPORT as EXPORT
-from .names import LAST_CHECKPOINT as LAST_CHECKPOINT
-from .names import MANIFEST as MANIFEST
-from .names import METRICS as METRICS
-from .names import MODEL_CARD as MODEL_CARD
-from .names import ONNX_MODEL as ONNX_MODEL
-from .names import PLOT as PLOT
-from .names import PREDICTIONS as PREDICTIONS
+from .names import BEST_CHECKPOINT, CONFIG, LAST_CHECKPOINT, MANIFEST, METRICS
 
 STATUSES = ("running", "complete", "failed", "interrupted", "pruned")
 """A run's ``status`` in its manifest: ``running`` until it ends in another one."""

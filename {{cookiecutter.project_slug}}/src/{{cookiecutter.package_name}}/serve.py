@@ -289,11 +289,12 @@ def infer_model(card: Card) -> type[BaseModel]:
         "data": (flat | nested, ...),
     }
     tensor = create_model("V2Input", __config__=ConfigDict(extra="forbid"), **fields)
+    one = Field(min_length=1, max_length=1)  # one input tensor per request
     model: type[BaseModel] = create_model(
         "V2Request",
         id=(str | None, None),
         parameters=(dict[str, Any] | None, None),
-        inputs=(Annotated[list[tensor], Field(min_length=1, max_length=1)], ...),  # type: ignore[valid-type]
+        inputs=(Annotated[list[tensor], one], ...),  # type: ignore[valid-type]
         outputs=(list[V2Output] | None, None),
     )
     return model
@@ -531,7 +532,8 @@ def create_app(
         registry: prometheus.CollectorRegistry = prometheus.REGISTRY
         if MULTIPROCESS_VARIABLE in os.environ:
             registry = prometheus.CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            collect = multiprocess.MultiProcessCollector
+            collect(registry)  # type: ignore[no-untyped-call]
         text = prometheus.generate_latest(registry)
         return Response(text, media_type=prometheus.CONTENT_TYPE_LATEST)
 
