@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +39,16 @@ from harness import tool
 
 from .conftest import Report
 from .local_index import LocalIndex
-from .podman import UID, Podman, base_tarball, free_port, http, import_base, unavailable
+from .podman import (
+    UID,
+    Podman,
+    base_tarball,
+    free_port,
+    helper_processes,
+    http,
+    import_base,
+    unavailable,
+)
 from .steps import newest_run_metrics, run, validation_accuracy
 
 pytestmark = pytest.mark.e2e
@@ -61,6 +71,7 @@ class Baked:
 def podman(e2e_dir: Path) -> Iterator[Podman]:
     if reason := unavailable():
         pytest.skip(reason)
+    before = helper_processes()
     engine = Podman(Path(tempfile.mkdtemp(prefix="podman-", dir=e2e_dir)))
     try:
         info = engine("info", check=False, timeout=120)
@@ -69,6 +80,13 @@ def podman(e2e_dir: Path) -> Iterator[Podman]:
         yield engine
     finally:
         engine.close()
+    deadline = time.monotonic() + 10
+    while (left := {p: c for p, c in helper_processes().items() if p not in before}) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert not left, f"podman left processes behind: {left}"
+    assert not engine.root.exists(), f"{engine.root} is left behind"
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +222,8 @@ def test_serve_target_serves_the_exported_model(
         # The Open Inference Protocol (v2) over REST, as KServe and Triton speak it.
         status, server = http("GET", f"{url}/v2")
         assert status == 200, server
-        assert server["name"] == baked.path.name and isinstance(server["extensions"], list)
+        assert server["name"] == baked.path.name
+        assert isinstance(server["extensions"], list)
         assert http("GET", f"{url}/v2/health/live") == (200, {"live": True})
         assert http("GET", f"{url}/v2/health/ready") == (200, {"ready": True})
         assert http("GET", f"{url}/v2/models/{MODEL_NAME}/ready") == (200, {"ready": True})
@@ -248,6 +267,12 @@ def test_serve_target_serves_the_exported_model(
         status, refused = http("POST", f"{url}/v2/models/{MODEL_NAME}/infer", request)
         assert status == 400, refused
         assert isinstance(refused.get("error"), str), refused
+
+        # Prometheus metrics count what was answered above, by endpoint and status.
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            scraped = response.read().decode()
+        assert 'serve_requests_total{endpoint="/predict",status="200"} 1.0' in scraped
+        assert 'endpoint="/v2/models/{model_name}/infer",status="400"' in scraped
 
         # The image's HEALTHCHECK, run by podman inside the container.
         check = podman("healthcheck", "run", name, check=False)
