@@ -22,6 +22,10 @@ configuration written here is what this kind of machine needs:
 - ``cgroupfs`` and a file events log, as there is no systemd;
 - no registries at all (``registries.conf`` empty, builds with ``--pull=never``).
 
+Outside its folders podman writes only ``/var/lib/containers/cache`` (a cache
+of layer digests that podman 4.3 keeps for root, with no setting to move it);
+:meth:`Podman.close` removes it when that engine made it.
+
 The host's extra CA certificates (``/usr/local/share/ca-certificates``) are
 trusted inside the base image, and ``SSL_CERT_FILE``, ``PIP_CERT`` and
 ``REQUESTS_CA_BUNDLE`` point pip and Poetry at the system store: where the
@@ -71,6 +75,9 @@ TOOLS = {
 # set them (it refused nproc=65536 with a hard limit of 96367).
 ULIMIT_CEILING = {"nofile": 16384, "nproc": 16384}
 UID = 10001
+# containers/image keeps a cache of layer digests here for root whatever the
+# storage configuration says (podman 4.3 has no setting for it).
+BLOB_INFO_CACHE = Path("/var/lib/containers/cache")
 
 
 def unavailable() -> str | None:
@@ -139,6 +146,8 @@ class Podman:
             encoding="utf-8",
         )
         (root / "registries.conf").write_text("unqualified-search-registries = []\n", "utf-8")
+        # Removed by close() when this engine is the one that made it.
+        self.made_blob_info_cache = not BLOB_INFO_CACHE.exists()
         self.env = {
             **os.environ,
             "CONTAINERS_CONF": str(root / "containers.conf"),
@@ -223,6 +232,27 @@ class Podman:
             for mount in reversed(mounts_under(self.root)):
                 subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
             shutil.rmtree(self.root, ignore_errors=True)
+            if self.made_blob_info_cache:
+                shutil.rmtree(BLOB_INFO_CACHE, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    BLOB_INFO_CACHE.parent.rmdir()  # only when empty
+
+
+# The engine's helper processes: one that outlives its container is a leak.
+HELPERS = ("podman", "conmon", "runc", "slirp4netns", "catatonit")
+
+
+def helper_processes() -> dict[int, str]:
+    """Running podman helper processes: pid -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            words = (entry / "cmdline").read_bytes().split(b"\0")
+            if words and Path(words[0].decode(errors="replace")).name in HELPERS:
+                found[int(entry.name)] = b" ".join(words).decode(errors="replace").strip()
+    return found
 
 
 def mounts_under(folder: Path) -> list[str]:

@@ -13,8 +13,9 @@ Then, on a base image made here (:mod:`.podman`):
   host's network to reach it), then ``fit`` run inside it with no network at
   all, its run folder written to a mounted folder.
 
-Image sizes and build times go into the end-to-end summary table. Where podman
-cannot run, the tests skip and say why (``run_tests.py`` reports it).
+Build times, image sizes and the base image's making time are recorded in the
+end-to-end report (``.cache/e2e/report.json``). Where podman cannot run, the
+tests skip and say why (``run_tests.py`` reports it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +39,16 @@ from harness import tool
 
 from .conftest import Report
 from .local_index import LocalIndex
-from .podman import UID, Podman, base_tarball, free_port, http, import_base, unavailable
+from .podman import (
+    UID,
+    Podman,
+    base_tarball,
+    free_port,
+    helper_processes,
+    http,
+    import_base,
+    unavailable,
+)
 from .steps import newest_run_metrics, run, validation_accuracy
 
 pytestmark = pytest.mark.e2e
@@ -60,6 +71,7 @@ class Baked:
 def podman(e2e_dir: Path) -> Iterator[Podman]:
     if reason := unavailable():
         pytest.skip(reason)
+    before = helper_processes()
     engine = Podman(Path(tempfile.mkdtemp(prefix="podman-", dir=e2e_dir)))
     try:
         info = engine("info", check=False, timeout=120)
@@ -68,6 +80,13 @@ def podman(e2e_dir: Path) -> Iterator[Podman]:
         yield engine
     finally:
         engine.close()
+    deadline = time.monotonic() + 10
+    while (left := {p: c for p, c in helper_processes().items() if p not in before}) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.5)
+    assert not left, f"podman left processes behind: {left}"
+    assert not engine.root.exists(), f"{engine.root} is left behind"
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +119,7 @@ def baked(
 
 
 def _rows(card: dict[str, Any], count: int) -> list[list[float]]:
-    """``count`` rows of raw values inside the card's range (deterministic, varied)."""
+    """``count`` flat samples of raw values inside the card's range (deterministic, varied)."""
     spec = card["input"]
     values = math.prod(spec["shape"][1:])
     low, high = spec["range"]
@@ -108,6 +127,14 @@ def _rows(card: dict[str, Any], count: int) -> list[list[float]]:
         [low + (high - low) * ((7 * row + 3 * column) % 17) / 16 for column in range(values)]
         for row in range(count)
     ]
+
+
+def _nested(flat: list[float], shape: list[int]) -> Any:
+    """``flat`` as nested lists of ``shape`` (row-major), as ``/predict`` takes a sample."""
+    if len(shape) == 1:
+        return flat
+    step = len(flat) // shape[0]
+    return [_nested(flat[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
 def _wait_healthy(podman: Podman, name: str, url: str) -> None:
@@ -135,11 +162,13 @@ def test_serve_target_serves_the_exported_model(
     e2e_report.record(
         "container serve", build_s=round(build_s, 1), image_mb=round(podman.image_size_mb(tag))
     )
-    config = podman.inspect("image", tag)["Config"]
-    assert config["User"] == f"{UID}:{UID}", config["User"]
-    # The readiness probe, in the image itself (docker format keeps it).
-    assert config["Healthcheck"]["Test"][0] == "CMD", config.get("Healthcheck")
-    assert "/v2/health/ready" in " ".join(config["Healthcheck"]["Test"])
+    image = podman.inspect("image", tag)
+    assert image["Config"]["User"] == f"{UID}:{UID}", image["Config"]
+    # The readiness probe, in the image itself: the docker format keeps it, and
+    # podman shows it beside the (OCI) Config, which has no field for it.
+    healthcheck = image.get("Healthcheck") or {}
+    assert healthcheck.get("Test", [None])[0] == "CMD", image
+    assert "/v2/health/ready" in " ".join(healthcheck["Test"])
 
     card = json.loads((baked.export / "model.json").read_text("utf-8"))
     name = f"e2e-serve-{uuid.uuid4().hex[:8]}"
@@ -164,14 +193,18 @@ def test_serve_target_serves_the_exported_model(
 
         status, health = http("GET", f"{url}/health")
         assert (status, health) == (200, {"status": "ok"})
+        assert card["input"]["kind"] == "image", card["input"]  # the default bake: digits
+        sample_shape = card["input"]["shape"][1:]
         rows = _rows(card, 3)
-        status, predicted = http("POST", f"{url}/predict", {"inputs": rows})
+        samples = [_nested(row, sample_shape) for row in rows]
+        status, predicted = http("POST", f"{url}/predict", {"inputs": samples})
         assert status == 200, predicted
         assert len(predicted["predictions"]) == 3
+        assert predicted["labels"] == [card["classes"][i] for i in predicted["predictions"]]
         for probabilities in predicted["probabilities"]:
             assert len(probabilities) == len(card["classes"])
             assert math.isclose(sum(probabilities), 1, abs_tol=1e-4)
-        status, refused = http("POST", f"{url}/predict", {"inputs": [rows[0][:-1]]})
+        status, refused = http("POST", f"{url}/predict", {"inputs": [rows[0]]})  # not nested
         assert status == 422, refused
 
         # Non-root, the model read-only, and no torch in the serving image.
@@ -187,10 +220,13 @@ def test_serve_target_serves_the_exported_model(
         assert found == ["None", "True"], found
 
         # The Open Inference Protocol (v2) over REST, as KServe and Triton speak it.
-        status, _ = http("GET", f"{url}/v2/health/ready")
-        assert status == 200
-        status, _ = http("GET", f"{url}/v2/health/live")
-        assert status == 200
+        status, server = http("GET", f"{url}/v2")
+        assert status == 200, server
+        assert server["name"] == baked.path.name
+        assert isinstance(server["extensions"], list)
+        assert http("GET", f"{url}/v2/health/live") == (200, {"live": True})
+        assert http("GET", f"{url}/v2/health/ready") == (200, {"ready": True})
+        assert http("GET", f"{url}/v2/models/{MODEL_NAME}/ready") == (200, {"ready": True})
         status, metadata = http("GET", f"{url}/v2/models/{MODEL_NAME}")
         assert status == 200, metadata
         assert metadata["name"] == MODEL_NAME
@@ -222,6 +258,8 @@ def test_serve_target_serves_the_exported_model(
         v2_rows = [flat[i * width : (i + 1) * width] for i in range(len(rows))]
         for got, want in zip(v2_rows, predicted["probabilities"], strict=True):
             assert got == pytest.approx(want, abs=1e-5)
+        assert outputs["label"]["datatype"] == "BYTES"
+        assert outputs["label"]["data"] == predicted["labels"]
         status, missing = http("GET", f"{url}/v2/models/no-such-model")
         assert status == 404
         assert isinstance(missing.get("error"), str), missing
@@ -229,6 +267,12 @@ def test_serve_target_serves_the_exported_model(
         status, refused = http("POST", f"{url}/v2/models/{MODEL_NAME}/infer", request)
         assert status == 400, refused
         assert isinstance(refused.get("error"), str), refused
+
+        # Prometheus metrics count what was answered above, by endpoint and status.
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            scraped = response.read().decode()
+        assert 'serve_requests_total{endpoint="/predict",status="200"} 1.0' in scraped
+        assert 'endpoint="/v2/models/{model_name}/infer",status="400"' in scraped
 
         # The image's HEALTHCHECK, run by podman inside the container.
         check = podman("healthcheck", "run", name, check=False)
