@@ -774,6 +774,26 @@ def derived_default(key: str, template: Mapping[str, Any], answers: Mapping[str,
         return None
 
 
+def given_field(field: str, template: Mapping[str, Any], answers: Mapping[str, Any]) -> str:
+    """The answer a person gave that ``field``'s value was derived from (or ``field``).
+
+    A field whose value is what its Jinja default renders to (``package_name``
+    from ``project_slug``, that from ``project_name``) was not typed: the
+    field its default names is followed until one was.
+    """
+    seen = {field}
+    while True:
+        raw = template.get(field)
+        names = re.findall(r"cookiecutter\.(\w+)", raw) if isinstance(raw, str) else []
+        source = names[0] if len(set(names)) == 1 else None
+        if source is None or source in seen or source not in answers:
+            return field
+        if answers.get(field) != derived_default(field, template, answers):
+            return field
+        seen.add(source)
+        field = source
+
+
 def retry_command(context: Mapping[str, Any], template: Mapping[str, Any]) -> str:
     """The cookiecutter command line that bakes again with every answer given.
 
@@ -816,11 +836,26 @@ def main() -> int:
     problems = validate(in_template_order(context, template), choices_of(template))
     root = os.getcwd()
     if problems:
+        fields: dict[str, list[str]] = {}  # field given -> the fields derived from it
         for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        fields = ", ".join(dict.fromkeys(problem.field for problem in problems))
+            given = given_field(problem.field, template, context)
+            derived = fields.setdefault(given, [])
+            if given == problem.field:
+                print(f"error: {problem}", file=sys.stderr)
+                continue
+            if problem.field not in derived:
+                derived.append(problem.field)
+            origin = f"derived from {given} = {context[given]!r}"
+            print(f"error: {problem.field} = {problem.value!r} ({origin}): {problem.rule}",
+                  file=sys.stderr)  # fmt: skip
+        named = ", ".join(
+            f"{given} ({', '.join(derived)} {'is' if len(derived) == 1 else 'are'} derived from it)"
+            if derived
+            else given
+            for given, derived in fields.items()
+        )
         print(
-            f"Nothing was generated. To bake again with every answer kept, fix {fields}"
+            f"Nothing was generated. To bake again with every answer kept, fix {named}"
             " in this command and run it:",
             file=sys.stderr,
         )
