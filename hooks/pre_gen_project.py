@@ -794,6 +794,27 @@ def given_field(field: str, template: Mapping[str, Any], answers: Mapping[str, A
         field = source
 
 
+def cookiecutter_command() -> list[str]:
+    """How to run the cookiecutter that runs this hook, as the person ran it.
+
+    cookiecutter runs a hook with its own interpreter: its console script sits
+    beside it. ``cookiecutter`` where that script is the one on ``PATH``;
+    ``pipx run cookiecutter`` inside one of pipx's environments (``pipx run``
+    puts nothing on ``PATH``); else the script's full path.
+    """
+    import shutil
+
+    script = os.path.join(os.path.dirname(sys.executable), "cookiecutter")
+    found = shutil.which("cookiecutter")
+    if found and os.path.realpath(found) == os.path.realpath(script):
+        return ["cookiecutter"]
+    if "pipx" in os.path.normpath(sys.prefix).split(os.sep):
+        return ["pipx", "run", "cookiecutter"]
+    if os.path.isfile(script):
+        return [script]
+    return [sys.executable, "-m", "cookiecutter"]
+
+
 def retry_command(context: Mapping[str, Any], template: Mapping[str, Any]) -> str:
     """The cookiecutter command line that bakes again with every answer given.
 
@@ -804,7 +825,7 @@ def retry_command(context: Mapping[str, Any], template: Mapping[str, Any]) -> st
     import shlex
 
     address = str(context.get("_template") or context.get("_repo_dir") or "TEMPLATE")
-    words = ["cookiecutter", "--no-input"]
+    words = [*cookiecutter_command(), "--no-input"]
     output = context.get("_output_dir")
     if isinstance(output, str) and output:
         words += ["-o", output]
