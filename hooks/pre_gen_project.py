@@ -774,6 +774,47 @@ def derived_default(key: str, template: Mapping[str, Any], answers: Mapping[str,
         return None
 
 
+def given_field(field: str, template: Mapping[str, Any], answers: Mapping[str, Any]) -> str:
+    """The answer a person gave that ``field``'s value was derived from (or ``field``).
+
+    A field whose value is what its Jinja default renders to (``package_name``
+    from ``project_slug``, that from ``project_name``) was not typed: the
+    field its default names is followed until one was.
+    """
+    seen = {field}
+    while True:
+        raw = template.get(field)
+        names = re.findall(r"cookiecutter\.(\w+)", raw) if isinstance(raw, str) else []
+        source = names[0] if len(set(names)) == 1 else None
+        if source is None or source in seen or source not in answers:
+            return field
+        if answers.get(field) != derived_default(field, template, answers):
+            return field
+        seen.add(source)
+        field = source
+
+
+def cookiecutter_command() -> list[str]:
+    """How to run the cookiecutter that runs this hook, as the person ran it.
+
+    cookiecutter runs a hook with its own interpreter: its console script sits
+    beside it. ``cookiecutter`` where that script is the one on ``PATH``;
+    ``pipx run cookiecutter`` inside one of pipx's environments (``pipx run``
+    puts nothing on ``PATH``); else the script's full path.
+    """
+    import shutil
+
+    script = os.path.join(os.path.dirname(sys.executable), "cookiecutter")
+    found = shutil.which("cookiecutter")
+    if found and os.path.realpath(found) == os.path.realpath(script):
+        return ["cookiecutter"]
+    if "pipx" in os.path.normpath(sys.prefix).split(os.sep):
+        return ["pipx", "run", "cookiecutter"]
+    if os.path.isfile(script):
+        return [script]
+    return [sys.executable, "-m", "cookiecutter"]
+
+
 def retry_command(context: Mapping[str, Any], template: Mapping[str, Any]) -> str:
     """The cookiecutter command line that bakes again with every answer given.
 
@@ -784,7 +825,7 @@ def retry_command(context: Mapping[str, Any], template: Mapping[str, Any]) -> st
     import shlex
 
     address = str(context.get("_template") or context.get("_repo_dir") or "TEMPLATE")
-    words = ["cookiecutter", "--no-input"]
+    words = [*cookiecutter_command(), "--no-input"]
     output = context.get("_output_dir")
     if isinstance(output, str) and output:
         words += ["-o", output]
@@ -816,11 +857,26 @@ def main() -> int:
     problems = validate(in_template_order(context, template), choices_of(template))
     root = os.getcwd()
     if problems:
+        fields: dict[str, list[str]] = {}  # field given -> the fields derived from it
         for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        fields = ", ".join(dict.fromkeys(problem.field for problem in problems))
+            given = given_field(problem.field, template, context)
+            derived = fields.setdefault(given, [])
+            if given == problem.field:
+                print(f"error: {problem}", file=sys.stderr)
+                continue
+            if problem.field not in derived:
+                derived.append(problem.field)
+            origin = f"derived from {given} = {context[given]!r}"
+            print(f"error: {problem.field} = {problem.value!r} ({origin}): {problem.rule}",
+                  file=sys.stderr)  # fmt: skip
+        named = ", ".join(
+            f"{given} ({', '.join(derived)} {'is' if len(derived) == 1 else 'are'} derived from it)"
+            if derived
+            else given
+            for given, derived in fields.items()
+        )
         print(
-            f"Nothing was generated. To bake again with every answer kept, fix {fields}"
+            f"Nothing was generated. To bake again with every answer kept, fix {named}"
             " in this command and run it:",
             file=sys.stderr,
         )

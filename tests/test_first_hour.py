@@ -109,10 +109,13 @@ def test_a_bad_answer_prints_the_command_that_bakes_the_same_project(
     field = next(iter(bad))
     assert f"fix {field}" in first.stderr
     words = retry_line(first.stderr)
-    assert words[0] == "cookiecutter"
+    # The venv's bin is not on the suite's PATH: the command names the script.
+    assert Path(words[0]).resolve() == Path(tool("cookiecutter")).resolve()
     # Fix the one field, as the message says, and run the command as printed.
     words = [f"{field}={fixed[field]}" if word.startswith(f"{field}=") else word for word in words]
-    again = cookiecutter(*words[1:], cwd=tmp_path)
+    again = subprocess.run(
+        words, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False
+    )
     assert again.returncode == 0, again.stderr
     direct = cookiecutter(
         "--no-input",
@@ -126,6 +129,29 @@ def test_a_bad_answer_prints_the_command_that_bakes_the_same_project(
     retried = BakedProject(tmp_path / "retry" / "retry-lab", {})
     answered = BakedProject(tmp_path / "direct" / "retry-lab", {})
     assert_same_tree(retried.path, answered.path)
+
+
+@pytest.mark.parametrize("on_path", [True, False], ids=["on-path", "off-path"])
+def test_the_retry_line_runs_cookiecutter_as_the_user_did(tmp_path: Path, on_path: bool) -> None:
+    script = Path(tool("cookiecutter"))
+    bin_dirs = [str(script.parent)] if on_path else []
+    env = {**os.environ, "PATH": os.pathsep.join([*bin_dirs, "/usr/bin", "/bin"])}
+    done = cookiecutter(
+        "--no-input", "-o", str(tmp_path), str(TEMPLATE_DIR), "version=v1", cwd=tmp_path, env=env
+    )
+    assert done.returncode != 0
+    words = retry_line(done.stderr)
+    assert (words[0] if on_path else Path(words[0]).resolve()) == (
+        "cookiecutter" if on_path else script.resolve()
+    )
+
+
+def test_the_retry_line_under_pipx_says_pipx_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_hooks import PRE
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(sys, "prefix", "/home/ada/.local/pipx/.cache/0123abcd")
+    assert PRE.cookiecutter_command() == ["pipx", "run", "cookiecutter"]
 
 
 def assert_same_tree(left: Path, right: Path) -> None:

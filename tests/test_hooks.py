@@ -439,6 +439,27 @@ def test_the_cli_prints_one_line_per_problem(tmp_path: Path, cc_config: Path) ->
     assert leftovers(tmp_path / "out") == []
 
 
+@pytest.mark.parametrize(
+    ("given", "field", "derived"),
+    [
+        ("project_slug=class", "project_slug", "package_name = 'class' (derived from project_slug"),
+        ("project_name=Class", "project_name", "package_name = 'class' (derived from project_name"),
+    ],
+    ids=["slug", "name"],
+)
+def test_a_rejected_derived_answer_names_the_field_the_user_gave(
+    tmp_path: Path, cc_config: Path, given: str, field: str, derived: str
+) -> None:
+    shutil.copy(cc_config, tmp_path / "config.yaml")
+    (tmp_path / "out").mkdir()
+    done = run_cli(tmp_path, given)
+    assert done.returncode != 0
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: {derived}"), error
+    assert f"fix {field} (package_name is derived from it) in this command" in done.stderr
+    assert "fix package_name" not in done.stderr
+
+
 # --------------------------------------------------------------- injection
 
 
