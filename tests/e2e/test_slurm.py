@@ -44,11 +44,13 @@ CPU_ONLY = ("--gpus-per-node=0", "--cpus-per-task=1")
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[slurm_cluster.Cluster]:
+def cluster(e2e_report: Report) -> Iterator[slurm_cluster.Cluster]:
     reason = slurm_cluster.unavailable()
     if reason:
         pytest.skip(reason)
+    began = time.monotonic()
     started = slurm_cluster.start()
+    e2e_report.record("slurm", cluster_start_s=round(time.monotonic() - began, 1))
     try:
         yield started
     finally:
@@ -122,15 +124,17 @@ def assert_same_metrics(slurm: list[dict[str, float]], local: list[dict[str, flo
 
 
 def test_fit_sbatch_trains_one_run_with_both_ranks(
-    cluster: slurm_cluster.Cluster, project: Installed
+    cluster: slurm_cluster.Cluster, project: Installed, e2e_report: Report
 ) -> None:
     runs = project.path / "runs"
     options = ("--trainer.max_epochs=3", *QUIET)
     before = set(runs.iterdir())
+    began = time.monotonic()
     job = submit(
         cluster, project, *CPU_ONLY, "--ntasks-per-node=2", "slurm/fit.sbatch", *options,
         wait=True,
     )
+    e2e_report.record("slurm", fit_sbatch_s=round(time.monotonic() - began, 1))
     folders = new_folders(runs, before, "*_fit")
     assert len(folders) == 1, f"run folders {folders}\n{job_log(project, job)}"
     slurm_run = folders[0]
@@ -173,7 +177,7 @@ def wait_for(check: Any, what: str, timeout: float, explain: Any) -> Any:
 
 
 def test_preempted_fit_resumes_its_own_run(
-    cluster: slurm_cluster.Cluster, project: Installed
+    cluster: slurm_cluster.Cluster, project: Installed, e2e_report: Report
 ) -> None:
     runs = project.path / "runs"
     epochs = 14
@@ -194,11 +198,13 @@ def test_preempted_fit_resumes_its_own_run(
         return folders if metrics and metrics.is_file() and len(read_rows(metrics)) >= 2 else []
 
     (run_dir,) = wait_for(started_epochs, "2 epochs", 300, explain)
+    signalled = time.monotonic()
     cluster.command("scancel", "--signal=USR1", job)
     state = wait_for(
         lambda: cluster.job_state(job) == "PENDING" and "PENDING", "the requeue", 120, explain
     )
     assert state
+    requeued = time.monotonic()
     # Requeued: the first session has ended. Lightning's SIGTERM handler waits
     # on the other rank, so Slurm kills the ranks before they can say how the
     # session ended; the next session records it.
@@ -214,6 +220,13 @@ def test_preempted_fit_resumes_its_own_run(
 
     # Slurm holds a requeued job for a while (BeginTime); release it now.
     cluster.command("scontrol", "update", f"JobId={job}", "StartTime=now")
+    released = time.monotonic()
+    wait_for(lambda: "Restored all states" in job_log(project, job), "the resume", 300, explain)
+    e2e_report.record(
+        "slurm",
+        signal_to_requeue_s=round(requeued - signalled, 1),
+        release_to_resume_s=round(time.monotonic() - released, 1),
+    )
     wait_for(lambda: cluster.job_state(job) in ("COMPLETED", "FAILED", "CANCELLED"),
              "the requeued job to end", 400, explain)
     assert cluster.job_state(job) == "COMPLETED", explain()
@@ -231,7 +244,8 @@ def test_preempted_fit_resumes_its_own_run(
     assert rows[:saved_epoch] == rows_before[:saved_epoch]
     log = job_log(project, job)
     assert "restart 1" in log
-    assert "hpc_ckpt_1.ckpt" in log and "Restored all states" in log, log
+    assert "Restored all states from the checkpoint at" in log, log
+    assert f"{run_dir.name}/hpc_ckpt_1.ckpt" in log, log
 
     table = project.path / "runs-table.csv"
     run_tracked(
@@ -247,7 +261,7 @@ def test_preempted_fit_resumes_its_own_run(
 
 
 def test_tune_sbatch_array_shares_one_study(
-    cluster: slurm_cluster.Cluster, project: Installed
+    cluster: slurm_cluster.Cluster, project: Installed, e2e_report: Report
 ) -> None:
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -255,11 +269,13 @@ def test_tune_sbatch_array_shares_one_study(
     runs = project.path / "runs"
     trials = 4
     before = set(runs.iterdir())
+    began = time.monotonic()
     job = submit(
         cluster, project, *CPU_ONLY, "--array=0-1", "slurm/tune.sbatch",
         f"--trials={trials}", "--pruner=none", "--trainer.max_epochs=2",
         wait=True,
     )
+    e2e_report.record("slurm", tune_array_s=round(time.monotonic() - began, 1))
     logs = "\n".join(job_log(project, f"{job}_{task}") for task in (0, 1))
     folders = new_folders(runs, before, "*_tune_*")
     assert [path.name.partition("_tune_")[2] for path in folders] == [f"job{job}"], logs

@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+{% if cookiecutter.logger == "mlflow" -%}
+from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.summary import parse_summary
+{% endif -%}
 from {{ cookiecutter.package_name }}.tracking import (
 {%- if cookiecutter.logger == "mlflow" %}
     ARTIFACT_PATH,
@@ -57,6 +61,7 @@ def test_fit_logs_params_metrics_and_the_best_checkpoint_to_mlflow(
     run_cli: Callable[..., Path],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from mlflow import MlflowClient
 
@@ -83,14 +88,36 @@ def test_fit_logs_params_metrics_and_the_best_checkpoint_to_mlflow(
     best_path = Path(run.data.tags[BEST_CHECKPOINT_TAG])
     assert best_path == (run_dir / "checkpoints" / "best.ckpt").resolve()
 
-    export = tmp_path / "export"
-    export.mkdir()
-    (export / "model.json").write_text("{}\n", encoding="utf-8")
+    capsys.readouterr()
     with monkeypatch.context() as patch:
         patch.chdir(tmp_path)  # the config's save_dir is relative to the project
-        assert log_export(run_dir, export) == run.info.run_id
+        main(["export", str(run_dir), "--mlflow"])
+    facts = parse_summary(capsys.readouterr().out)
+    assert facts["mlflow run"] == [run.info.run_id]
     listed = client.list_artifacts(run.info.run_id, ARTIFACT_PATH)
-    assert [Path(item.path).name for item in listed] == ["model.json"]
+    exported = sorted(path.name for path in (run_dir / "export").iterdir())
+    assert sorted(Path(item.path).name for item in listed) == exported
+    assert {"model.onnx", "model.json"} <= set(exported)
+
+
+def test_export_to_mlflow_of_a_run_that_did_not_log_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "config.yaml").write_text(
+        "trainer:\n  logger:\n    class_path: lightning.pytorch.loggers.CSVLogger\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "manifest.json").write_text('{"subcommand": "fit"}\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", str(tmp_path), "--mlflow"])
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--mlflow" in line
+    assert str(tmp_path) in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "config.yaml",
+        "manifest.json",
+    ]
 
 
 def test_export_to_mlflow_names_a_missing_run(

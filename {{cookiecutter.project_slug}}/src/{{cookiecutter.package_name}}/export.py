@@ -53,6 +53,9 @@ from .names import EXPORT, MODEL_CARD, ONNX_MODEL, PROGRAM
 from .run import Row, file_sha256, open_run
 from .summary import Summary
 from .system import Classifier
+{%- if cookiecutter.logger == "mlflow" %}
+from .tracking import log_export, mlflow_settings
+{%- endif %}
 
 OUTPUT_NAMES = ("logits", "probabilities")
 """The exported graph's outputs, each of shape ``(batch, classes)``."""
@@ -365,7 +368,18 @@ def main(args: list[str]) -> None:
         default=PROGRAM,
         help=f"The model's name, as servers address it (default: {PROGRAM}).",
     )
+{%- if cookiecutter.logger == "mlflow" %}
+    parser.add_argument(
+        "--mlflow",
+        action="store_true",
+        help="Also log the export folder as an artifact of the run's MLflow run.",
+    )
+{%- endif %}
     options = parser.parse_args(args[1:])
+{%- if cookiecutter.logger == "mlflow" %}
+    if options.mlflow and mlflow_settings(open_run(options.run).path) is None:
+        raise UsageError(f"--mlflow: {options.run} did not log to MLflow")
+{%- endif %}
     result = export_run(options.run, options.ckpt, options.output, options.name)
     card = result.card
     size_kib = result.model.stat().st_size / 1024
@@ -385,5 +399,9 @@ def main(args: list[str]) -> None:
     summary.add(
         "parity", f"max difference {card['parity']['max_abs_diff']:.1g} (ONNX Runtime)"
     )
+{%- if cookiecutter.logger == "mlflow" %}
+    if options.mlflow:
+        summary.add("mlflow run", log_export(Path(options.run), result.folder))
+{%- endif %}
     summary.suggest(PROGRAM, "serve", result.folder)
     summary.print()

@@ -4,8 +4,8 @@
   (tag ``best_checkpoint``) and score (metric ``best_<monitor>``) in the
   MLflow run, beside the parameters and per-epoch metrics that Lightning's
   ``MLFlowLogger`` logs (``RunFolder`` calls it).
-- :func:`log_export`: ``export`` adds the export folder to the run's MLflow
-  run as an artifact.
+- :func:`log_export`: ``export --mlflow`` adds the export folder to the run's
+  MLflow run as an artifact (under ``export/``).
 
 The tracking URI is the config's ``trainer.logger.init_args.tracking_uri``,
 else ``MLFLOW_TRACKING_URI``, else the local store ``save_dir``
@@ -127,6 +127,8 @@ def log_export(run_dir: Path, folder: Path) -> str | None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    # As for fit (see train.main): MLflow 3 refuses its local file store unless allowed.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     uri = resolve_tracking_uri(settings.get("tracking_uri"), settings.get("save_dir"))
     experiment = str(settings.get("experiment_name") or "lightning_logs")
     name = str(settings.get("run_name") or "")
