@@ -64,7 +64,7 @@ OPTION_PATHS: dict[str, dict[str, list[str]]] = {
         "no": [],
     },
     "docker": {
-        "yes": ["Dockerfile", ".dockerignore"],
+        "yes": ["Dockerfile", ".dockerignore", "docs/container.md"],
         "no": [],
     },
     "hpo": {
