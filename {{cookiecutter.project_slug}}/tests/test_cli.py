@@ -476,15 +476,18 @@ def test_the_progress_bar_redraws_by_time_not_by_batch(
     make_model: Callable[..., Any],
     datamodule: pl.LightningDataModule,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from lightning.pytorch.callbacks import TQDMProgressBar
 
     from {{ cookiecutter.package_name }}.progress import ProgressBar
 
-    def drawn(bar: TQDMProgressBar) -> str:
+    def drawn(bar: TQDMProgressBar, *, terminal: bool = True, epochs: int = 1) -> str:
+        monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
         trainer = make_trainer(
             callbacks=[bar],
             enable_progress_bar=True,
+            max_epochs=epochs,
             limit_train_batches=5,
             limit_val_batches=1,
             num_sanity_val_steps=0,
@@ -499,6 +502,14 @@ def test_the_progress_bar_redraws_by_time_not_by_batch(
     assert "1/5" in by_time
     assert "5/5" in by_time
     assert not any(f"{n}/5" in by_time for n in range(2, 5))
+    # Off a terminal (a file, a CI log): no bars, one line per epoch.
+    logged = drawn(ProgressBar(), terminal=False, epochs=3).splitlines()
+    assert [line.split()[:2] for line in logged] == [
+        ["epoch", "0"],
+        ["epoch", "1"],
+        ["epoch", "2"],
+    ]
+    assert all("val_loss" in line for line in logged)
 
 
 def test_the_plot_is_labelled_and_marks_the_best_epoch(

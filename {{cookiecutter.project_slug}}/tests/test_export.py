@@ -137,11 +137,28 @@ def test_export_names_the_model(
     assert not (tmp_path / "x").exists()
 
 
+def test_export_writes_the_hub_card_and_with_triton_a_model_repository(
+    smoke_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "exported"
+    main(["export", str(smoke_run), "--output", str(output), "--name", "digits"])
+    assert (output / "README.md").read_text("utf-8").startswith("---\n")
+    assert not (output / "triton").exists()
+    main(["export", str(smoke_run), "--output", str(output), "--triton"])
+    facts = parse_summary(capsys.readouterr().out)
+    name = card(output)["name"]
+    model = output / "triton" / str(name)
+    assert facts["triton"] == [model.as_posix()]
+    assert "platform" in (model / "config.pbtxt").read_text("utf-8")
+    assert sha256(model / "1" / "model.onnx") == sha256(output / "model.onnx")
+
+
 def test_export_writes_into_the_run_and_says_what_next(
     export_run_dir: tuple[Path, str],
 ) -> None:
     run_dir, printed = export_run_dir
     assert sorted(p.name for p in (run_dir / "export").iterdir()) == [
+        "README.md",
         "model.json",
         "model.onnx",
     ]

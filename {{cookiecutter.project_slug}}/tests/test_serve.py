@@ -680,3 +680,13 @@ def test_metrics_add_up_across_two_workers(exported: Path, samples: list[Any]) -
         if row.startswith(line)
     }
     assert totals == {40.0}  # every scrape, from either worker, counts both
+
+
+def test_the_wheel_has_a_serve_extra_equal_to_the_serve_group() -> None:
+    """``pip install "PKG[serve]"`` gets what ``poetry install --only serve`` does."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11's")
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))
+    extra = project["project"]["optional-dependencies"]["serve"]
+    group = project["dependency-groups"]["serve"]
+    assert sorted(extra) == sorted(group)

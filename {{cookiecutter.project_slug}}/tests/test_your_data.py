@@ -442,6 +442,7 @@ class ContractData(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         return DataLoader(TensorDataset(self.x, self.y), batch_size=32, shuffle=True)
 
+    @override
     def val_dataloader(self) -> DataLoader[tuple[torch.Tensor, ...]]:
         return DataLoader(TensorDataset(self.x, self.y), batch_size=64)
 

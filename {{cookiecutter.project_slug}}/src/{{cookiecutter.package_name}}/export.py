@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 {%- endif %}
 
+from .cards import write_hub_card, write_triton_repository
 from .errors import UsageError
 from .names import EXPORT, MODEL_CARD, ONNX_MODEL, PROGRAM
 from .run import Row, file_sha256, open_run
@@ -108,19 +109,31 @@ class ExportResult:
         return self.folder / ONNX_MODEL
 
 
+HUB_CARD = "README.md"
+"""The Hugging Face model card in the export folder."""
+
+TRITON = "triton"
+"""The Triton model repository's folder in the export folder (``--triton``)."""
+
+
 def export_run(
     run_dir: Path | str,
     ckpt: str = "best",
     output: Path | str | None = None,
     name: str = PROGRAM,
+    triton: bool = False,
 ) -> ExportResult:
-    """Export a run's checkpoint to ``model.onnx`` and ``model.json``.
+    """Export a run's checkpoint to ``model.onnx``, ``model.json`` and ``README.md``.
+
+    ``README.md`` is the Hugging Face model card of the same facts; with
+    ``triton``, ``triton/<name>/`` is also a Triton model repository.
 
     Args:
         run_dir: The run folder.
         ckpt: ``best``, ``last`` or the path of a checkpoint.
         output: The export folder (``RUN/export`` by default).
         name: The model's name, as servers address it.
+        triton: Also write the Triton model repository ``triton/<name>``.
 
     Returns:
         Where the files are and the card.
@@ -154,12 +167,21 @@ def export_run(
         card_path = folder / MODEL_CARD
         written.append(card_path)
         card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        written.append(folder / HUB_CARD)
+        write_hub_card(card, folder)
+        if triton:
+            repository = folder / TRITON
+            written.append(repository)
+            write_triton_repository(card, folder / ONNX_MODEL, repository)
     except BaseException:
         if created:
             shutil.rmtree(folder, ignore_errors=True)
         else:
             for path in written:
-                path.unlink(missing_ok=True)
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
         raise
     return ExportResult(folder, card, time.monotonic() - started)
 
@@ -368,6 +390,11 @@ def main(args: list[str]) -> None:
         default=PROGRAM,
         help=f"The model's name, as servers address it (default: {PROGRAM}).",
     )
+    parser.add_argument(
+        "--triton",
+        action="store_true",
+        help=f"Also write a Triton model repository, FOLDER/{TRITON}/NAME.",
+    )
 {%- if cookiecutter.logger == "mlflow" %}
     parser.add_argument(
         "--mlflow",
@@ -380,7 +407,9 @@ def main(args: list[str]) -> None:
     if options.mlflow and mlflow_settings(open_run(options.run).path) is None:
         raise UsageError(f"--mlflow: {options.run} did not log to MLflow")
 {%- endif %}
-    result = export_run(options.run, options.ckpt, options.output, options.name)
+    result = export_run(
+        options.run, options.ckpt, options.output, options.name, options.triton
+    )
     card = result.card
     size_kib = result.model.stat().st_size / 1024
     summary = Summary(
@@ -389,6 +418,9 @@ def main(args: list[str]) -> None:
     )
     summary.add("folder", result.folder)
     summary.add("name", card["name"])
+    summary.add("model card", result.folder / HUB_CARD)
+    if options.triton:
+        summary.add("triton", result.folder / TRITON / card["name"])
     summary.add("checkpoint", card["source"]["checkpoint"])
     metrics, epoch = card["metrics"]["best"], card["source"]["epoch"]
     for key in ("val_acc", "val_loss"):
