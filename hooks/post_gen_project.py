@@ -72,6 +72,7 @@ OPTION_PATHS: dict[str, dict[str, list[str]]] = {
             "src/{package_name}/tune.py",
             "configs/search.yaml",
             "tests/test_tune.py",
+            "slurm/tune.sbatch",
         ],
         "none": [],
     },

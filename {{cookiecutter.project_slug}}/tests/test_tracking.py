@@ -27,6 +27,9 @@ from {{ cookiecutter.package_name }}.tracking import (
 EPOCHS = 3
 
 
+CSV_LOGGER = "lightning.pytorch.loggers.CSVLogger"
+
+
 def epoch_rows(run_dir: Path) -> list[dict[str, float]]:
     """``metrics.csv``, one row per epoch, numbers as floats."""
     with (run_dir / "metrics.csv").open(newline="", encoding="utf-8") as file:
@@ -49,7 +52,7 @@ def test_tracking_uri_from_the_config_then_the_environment(
 
 def test_a_run_without_an_mlflow_logger_logs_no_export(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(
-        "trainer:\n  logger:\n    class_path: lightning.pytorch.loggers.CSVLogger\n",
+        f"trainer:\n  logger:\n    class_path: {CSV_LOGGER}\n",
         encoding="utf-8",
     )
     assert mlflow_settings(tmp_path) is None
@@ -104,7 +107,7 @@ def test_export_to_mlflow_of_a_run_that_did_not_log_there(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "config.yaml").write_text(
-        "trainer:\n  logger:\n    class_path: lightning.pytorch.loggers.CSVLogger\n",
+        f"trainer:\n  logger:\n    class_path: {CSV_LOGGER}\n",
         encoding="utf-8",
     )
     (tmp_path / "manifest.json").write_text('{"subcommand": "fit"}\n', encoding="utf-8")
