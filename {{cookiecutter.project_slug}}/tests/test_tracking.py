@@ -146,12 +146,12 @@ def test_export_to_mlflow_names_a_missing_run(
 def test_tensorboard_events_hold_the_epoch_metrics(
     run_cli: Callable[..., Path],
 ) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import (  # type: ignore[import-untyped]
-        EventAccumulator,
+    from tensorboard.backend.event_processing import (  # type: ignore[import-untyped]
+        event_accumulator,
     )
 
     run_dir = run_cli("fit", f"--trainer.max_epochs={EPOCHS}")
-    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events = event_accumulator.EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     rows = epoch_rows(run_dir)
     for name in ("val_loss", "val_acc", "train_loss"):
