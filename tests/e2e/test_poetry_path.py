@@ -347,7 +347,9 @@ def test_serve_only_install(workspace: Workspace, e2e_dir: Path) -> None:
             time.sleep(0.2)
         status, card = _http(port, "GET", "/metadata")
         assert status == 200
-        row = [0.0] * card["input"]["values_per_sample"]
+        row: Any = 0.0  # one sample of the card's shape (the batch axis first)
+        for size in reversed(card["input"]["shape"][1:]):
+            row = [row] * size
         status, answer = _http(port, "POST", "/predict", {"inputs": [row, row]})
         assert status == 200, answer
         assert len(answer["predictions"]) == 2
