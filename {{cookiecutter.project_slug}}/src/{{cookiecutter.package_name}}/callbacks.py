@@ -93,10 +93,16 @@ class RunFolder(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
         """Append the epoch's metrics to ``metrics.csv``."""
-        metrics = _scalars(trainer.callback_metrics)
-        if not self._validated_this_epoch:  # drop the values of an earlier epoch
-            metrics = {k: v for k, v in metrics.items() if not k.startswith("val_")}
-        self._validated_this_epoch = False
+        self._record_epoch(trainer)
+
+    def _record_epoch(self, trainer: pl.Trainer, validation_only: bool = False) -> None:
+        """Append a row of the epoch's metrics (never an earlier epoch's values)."""
+        validated, self._validated_this_epoch = self._validated_this_epoch, False
+        metrics = {
+            key: value
+            for key, value in _scalars(trainer.callback_metrics).items()
+            if (validated if key.startswith("val_") else not validation_only)
+        }
         if trainer.is_global_zero:
             row: Row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
             self.rows.append(row | metrics)
@@ -152,13 +158,7 @@ class RunFolder(pl.Callback):
         keeps a row of its validation metrics: the value it was judged by.
         """
         if trainer.state.fn == "fit" and self._validated_this_epoch:
-            self._validated_this_epoch = False
-            if trainer.is_global_zero:
-                metrics = _scalars(trainer.callback_metrics)
-                row: Row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-                row |= {k: v for k, v in metrics.items() if k.startswith("val_")}
-                self.rows.append(row)
-                self._write_metrics()
+            self._record_epoch(trainer, validation_only=True)
         if isinstance(exception, KeyboardInterrupt | SIGTERMException):
             status = "interrupted"
         elif type(exception).__name__ == "TrialPruned":
