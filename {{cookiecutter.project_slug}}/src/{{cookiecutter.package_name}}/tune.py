@@ -42,7 +42,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import optuna
 import yaml
 from optuna.distributions import (
@@ -366,34 +365,6 @@ def trial_name(number: int) -> str:
     return f"trial-{number:04d}"
 
 
-class Pruning(PyTorchLightningPruningCallback):  # type: ignore[misc]
-    """Optuna's pruning callback, stopping once the epoch is in the run's record.
-
-    Optuna's callback reports and decides after validation, which Lightning
-    runs before the epoch ends; stopping there would drop that epoch from
-    ``metrics.csv`` (written at the epoch's end), though its value is the
-    trial's. This one stops at the epoch's end instead, after the record.
-    """
-
-    pruned: optuna.TrialPruned | None = None
-
-    @override
-    def on_validation_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> None:
-        try:
-            super().on_validation_end(trainer, pl_module)
-        except optuna.TrialPruned as pruned:
-            self.pruned = pruned
-
-    @override
-    def on_train_epoch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> None:
-        if self.pruned is not None:
-            raise self.pruned
-
-
 class Objective:
     """A trial: its values into a YAML file, then ``fit`` with it after the base."""
 
@@ -428,9 +399,10 @@ class Objective:
             "params": params,
         }
         try:
+            pruning = PyTorchLightningPruningCallback(trial, monitor=self.metric)
             train.main(
                 ["fit", *self.words, "--config", path.as_posix()],
-                callbacks=[Pruning(trial, monitor=self.metric)],
+                callbacks=[pruning],
                 manifest={"trial": record},
             )
         finally:
