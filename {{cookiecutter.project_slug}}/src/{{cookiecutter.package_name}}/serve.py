@@ -27,6 +27,7 @@ torch: only the ``serve`` dependency group.
 """
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -688,7 +689,9 @@ def check_port(host: str, port: int) -> None:
             probe.bind((host, port))
     except OSError as error:
         reason = (
-            "is in use" if error.errno == 98 else f"cannot be used ({error.strerror})"
+            "is in use"
+            if error.errno == errno.EADDRINUSE
+            else f"cannot be used ({error.strerror})"
         )
         raise UsageError(
             f"--port {port}: {host}:{port} {reason}; choose another port"
