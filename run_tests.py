@@ -214,7 +214,10 @@ def install(torch_index: str | None = None, find_links: str | None = None) -> No
 
 
 def gpu_distributions(python: Path | str) -> list[str]:
-    """The NVIDIA packages installed in the venv (a CUDA torch brings them)."""
+    """The packages a CUDA torch brings (NVIDIA's libraries and OpenAI's ``triton``).
+
+    ``tritonclient`` (NVIDIA Triton's client, in the test group) is not one of them.
+    """
     result = subprocess.run(
         [str(python), "-m", "pip", "list", "--format", "json"],
         capture_output=True,
@@ -222,7 +225,7 @@ def gpu_distributions(python: Path | str) -> list[str]:
         check=True,
     )
     names = [str(item["name"]).lower() for item in json.loads(result.stdout)]
-    return sorted(name for name in names if name.startswith(("nvidia-", "nvidia_", "triton")))
+    return sorted(n for n in names if n == "triton" or n.startswith(("nvidia-", "nvidia_")))
 
 
 def install_npm_tools() -> None:

