@@ -146,9 +146,7 @@ def test_export_to_mlflow_names_a_missing_run(
 def test_tensorboard_events_hold_the_epoch_metrics(
     run_cli: Callable[..., Path],
 ) -> None:
-    from tensorboard.backend.event_processing import (  # type: ignore[import-untyped]
-        event_accumulator,
-    )
+    from tensorboard.backend.event_processing import event_accumulator
 
     run_dir = run_cli("fit", f"--trainer.max_epochs={EPOCHS}")
     events = event_accumulator.EventAccumulator(str(run_dir / "tensorboard"))
