@@ -31,9 +31,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 import venv
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -142,6 +143,38 @@ def torch_options(
     )
 
 
+def pinned_torch(
+    folder: Path, python: tuple[int, int] = sys.version_info[:2], platform: str = sys.platform
+) -> str:
+    """``torch==X``: the newest torch wheel in ``folder`` for this Python and platform.
+
+    With ``--find-links`` alone, pip would still prefer a newer torch from the
+    default index, which for Linux is the CUDA build; the pin keeps it on the
+    wheel the user pointed at.
+    """
+    tags = {f"cp{python[0]}{python[1]}", f"py{python[0]}", f"py{python[0]}{python[1]}"}
+    system = {"linux": "linux", "darwin": "macosx", "win32": "win"}.get(platform, platform)
+    found = []
+    for path in folder.glob("torch-*.whl"):
+        parts = urllib.parse.unquote(path.name).removesuffix(".whl").split("-")
+        if (
+            len(parts) in (5, 6)
+            and parts[0].lower() == "torch"
+            and tags & set(parts[-3].split("."))
+            and (parts[-1] == "any" or system in parts[-1])
+        ):
+            release = tuple(int(n) for n in re.findall(r"\d+", parts[1].split("+")[0]))
+            found.append((release, parts[1], path.name))
+    if not found:
+        raise SetupError(
+            f"--find-links {folder}: holds no torch wheel for Python {python[0]}.{python[1]}"
+            f" on {platform} (torch-X.Y.Z+cpu-cp{python[0]}{python[1]}-...whl)"
+        )
+    _, version, name = max(found)
+    print(f"torch=={version}: pinned to {name} (--find-links)", flush=True)
+    return f"torch=={version}"
+
+
 def cuda_requirements(report: dict[str, object]) -> tuple[str, list[str]]:
     """From a ``pip install --dry-run --report`` of torch: its version and CUDA requirements."""
     installs = report.get("install")
@@ -156,7 +189,7 @@ def cuda_requirements(report: dict[str, object]) -> tuple[str, list[str]]:
     raise SetupError("pip would install no torch (is the test group's torch requirement right?)")
 
 
-def check_torch_build(python: Path | str, options: list[str]) -> str:
+def check_torch_build(python: Path | str, options: list[str], pins: Iterable[str] = ()) -> str:
     """The torch version pip would install; SetupError if it is a CUDA build.
 
     A dry run: pip reads the metadata (from the index's metadata files or the
@@ -167,7 +200,7 @@ def check_torch_build(python: Path | str, options: list[str]) -> str:
         command = [
             str(python), "-m", "pip", "install", "--dry-run", "--quiet", "--no-deps",
             "--ignore-installed", "--only-binary", ":all:", "--report", str(report_file),
-            torch_requirement(), *options,
+            torch_requirement(), *pins, *options,
         ]  # fmt: skip
         print("+", " ".join(command), flush=True)
         result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -196,14 +229,15 @@ def install(torch_index: str | None = None, find_links: str | None = None) -> No
     # Where torch comes from is settled first: a setup that cannot get a CPU
     # build stops before it creates or installs anything.
     options = torch_options(torch_index, find_links, pip_configures_sources(sys.executable))
+    pins = [pinned_torch(Path(find_links))] if find_links else []
     if not venv_python().exists():
         venv.create(VENV, with_pip=True)
     python = venv_python()
     # `pip install --group` (PEP 735 dependency groups) needs pip >= 25.1.
     run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    version = check_torch_build(python, options)
+    version = check_torch_build(python, options, pins)
     print(f"torch {version}: a CPU build", flush=True)
-    run(python, "-m", "pip", "install", "--quiet", "--group", "test", *options, cwd=ROOT)
+    run(python, "-m", "pip", "install", "--quiet", "--group", "test", *pins, *options, cwd=ROOT)
     gpu = gpu_distributions(python)
     if gpu:
         raise SetupError(
@@ -298,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         "--torch-index", metavar="URL", help=f"a mirror of PyTorch's CPU index ({TORCH_CPU_INDEX})"
     )
     parser.add_argument(
-        "--find-links", metavar="DIR", help="a folder holding the CPU torch wheel (for pip)"
+        "--find-links",
+        metavar="DIR",
+        help="a folder holding the CPU torch wheel (for pip); torch is pinned to its version",
     )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)

@@ -209,3 +209,33 @@ def test_a_cuda_torch_is_told_apart_from_tritonclient(tmp_path: Path) -> None:
     listed += [{"name": "triton", "version": "3.5.0"}, {"name": "nvidia-cublas-cu12"}]
     fake.write_text(f"#!/bin/sh\necho '{json.dumps(listed)}'\n", encoding="utf-8")
     assert run_tests.gpu_distributions(fake) == ["nvidia-cublas-cu12", "triton"]
+
+
+def test_find_links_pins_torch_to_the_wheel_in_the_folder(tmp_path: Path) -> None:
+    """A newer CUDA torch on the default index cannot win over the folder's CPU wheel."""
+    for name in (
+        "torch-2.12.1+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",
+        "torch-2.13.0%2Bcpu-cp311-cp311-manylinux_2_28_x86_64.whl",
+        "torch-2.14.0+cpu-cp312-cp312-manylinux_2_28_x86_64.whl",  # another Python
+        "torch-2.14.0-cp311-none-macosx_11_0_arm64.whl",  # another platform
+        "torchmetrics-1.9.0-py3-none-any.whl",
+    ):
+        (tmp_path / name).write_bytes(b"")
+    pin = run_tests.pinned_torch(tmp_path, python=(3, 11), platform="linux")
+    assert pin == "torch==2.13.0+cpu"
+    assert run_tests.pinned_torch(tmp_path, (3, 11), "darwin") == "torch==2.14.0"
+    with pytest.raises(run_tests.SetupError, match=r"no torch wheel for Python 3\.13 on linux"):
+        run_tests.pinned_torch(tmp_path, python=(3, 13), platform="linux")
+
+
+@pytest.mark.usefixtures("pip_without_settings")
+def test_the_pin_reaches_pip_over_a_newer_cuda_torch(tmp_path: Path) -> None:
+    """pip, offered a newer CUDA build beside the pinned CPU wheel, takes the pinned one."""
+    fake_torch_wheel(tmp_path / "index", "9.9.9", ["nvidia-cublas-cu12==12.8.4.1"])
+    fake_torch_wheel(tmp_path / "cpu", "9.9.8+cpu", ["filelock"])
+    options = ["--no-index", "--find-links", str(tmp_path / "index")]
+    options += ["--find-links", str(tmp_path / "cpu")]
+    with pytest.raises(run_tests.SetupError, match="a CUDA build"):
+        run_tests.check_torch_build(sys.executable, options)
+    pin = run_tests.pinned_torch(tmp_path / "cpu")
+    assert run_tests.check_torch_build(sys.executable, options, [pin]) == "9.9.8+cpu"
