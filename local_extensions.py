@@ -22,6 +22,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment
 from jinja2.ext import Extension
@@ -77,6 +78,8 @@ _MD_ENTITY = {
     "=": "&#61;",
     "$": "&#36;",
 }
+# Characters a folder name cannot hold (the path separators, and Windows' own).
+_NOT_IN_FOLDER = '/\\<>:"|?*'
 # Inline markup: escaped wherever it appears.
 _MD_INLINE = re.compile(r"[\\`*_{}\[\]()#&<|~^=$]")
 # Block markup that only counts at the start of a line: list markers, quotes,
@@ -115,6 +118,22 @@ def to_identifier(slug: Any) -> str:
     if name[0].isdigit():
         name = IDENTIFIER_PREFIX + name
     return name
+
+
+def project_folder(slug: Any) -> str:
+    """The project folder's name: the slug, when it can be one folder name.
+
+    cookiecutter creates the folder, and every folder above it, before the
+    pre-generation hook can reject the slug, and on failure removes only the
+    folder itself. So a slug that is not one plain folder name (``a/b``,
+    ``..``, empty, a character Windows forbids) becomes a single folder name
+    with those characters percent-escaped (``a%2Fb``); the hook then rejects
+    the slug, and cookiecutter's own clean-up leaves nothing behind.
+    """
+    text = str(slug)
+    if text not in ("", ".", "..") and text.isprintable() and not set(text) & set(_NOT_IN_FOLDER):
+        return text
+    return quote(text, safe="", errors="surrogatepass").replace(".", "%2E") or "%00"
 
 
 def _refuse_surrogates(value: str, fmt: str) -> None:
@@ -302,8 +321,14 @@ FILTERS = {
 
 
 class ValueFilters(Extension):
-    """Registers :data:`FILTERS` on cookiecutter's Jinja environment."""
+    """Registers :data:`FILTERS` and the :func:`project_folder` function on cookiecutter's Jinja.
+
+    ``project_folder`` is a function, not a filter, because it names the
+    project folder: ``{{project_folder(cookiecutter.project_slug)}}`` is a
+    valid file name everywhere, and a filter's ``|`` is not on Windows.
+    """
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         environment.filters.update(FILTERS)
+        environment.globals["project_folder"] = project_folder

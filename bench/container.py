@@ -61,7 +61,7 @@ def bake_and_lock(work: Path, index: LocalIndex) -> Path:
             "init_git=no",
             "poetry_lock=no",
             f"package_index_url={PyPI.simple_url}",
-            f"_pytorch_index_base={index.base}",
+            f"torch_index_url={index.base}",
         ],
         check=True,
         capture_output=True,

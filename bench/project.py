@@ -70,7 +70,7 @@ def local_setup(work: Path, cache: Path) -> Iterator[Local]:
     try:
         wheel = e2e.download_wheel(f"torch=={torch_version}", wheels)
     except RuntimeError:
-        pytorch_cpu = test_module("harness").COOKIECUTTER_JSON["_pytorch_index_base"] + "/cpu"
+        pytorch_cpu = test_module("harness").COOKIECUTTER_JSON["torch_index_url"] + "/cpu"
         wheel = e2e.download_wheel(
             f"torch=={torch_version}", wheels, "--extra-index-url", pytorch_cpu
         )
@@ -179,7 +179,7 @@ def measure(
     """
     cache = work / "poetry-cache"
     with local_setup(work, cache) as local:
-        options = {"package_index_url": local.mirror, "_pytorch_index_base": local.index.base}
+        options = {"package_index_url": local.mirror, "torch_index_url": local.index.base}
         log("default bake, CPU torch from the local index, the rest through the mirror")
         project = bake_project(work, "cpu", options)
         result["cpu"] = {}

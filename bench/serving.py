@@ -444,7 +444,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     try:
         with bench_run.local_setup(work, work / "poetry-cache") as local:
-            options = {"package_index_url": local.mirror, "_pytorch_index_base": local.index.base}
+            options = {"package_index_url": local.mirror, "torch_index_url": local.index.base}
             project = bench_run.bake_project(work, "cpu", options)
             bench_run.poetry(project, local.env, "lock")
             bench_run.poetry(project, local.env, "install")

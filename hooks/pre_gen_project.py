@@ -7,8 +7,10 @@ no value a person typed is ever part of this program's source. Unrendered,
 the file imports cleanly, which lets the tests call every check directly.
 
 On bad answers it prints one line per problem (field, value, rule) to stderr
-and exits 1; cookiecutter then removes the project folder it created, and
-this hook removes the empty parent folders that a slug with a ``/`` made.
+and exits 1; cookiecutter then removes the project folder it created, the
+only one: a slug that is not one folder name (``a/b``) names the folder
+percent-escaped (``a%2Fb``: see ``local_extensions.project_folder``), so no parent
+folders are made.
 On good answers it records which files already existed in the project folder
 (for ``--overwrite-if-exists``), so the post-generation hook never deletes a
 file the user wrote.
@@ -22,6 +24,7 @@ import os
 import re
 import sys
 import unicodedata
+from urllib.parse import urlsplit
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: the hook imports as little as it can
@@ -72,6 +75,7 @@ MAX_LENGTH = {
     "github_owner": 39,  # GitHub's limit for user and organisation names
     "version": 64,
     "package_index_url": 2048,
+    "torch_index_url": 2048,
 }
 DEFAULT_MAX_LENGTH = 300
 # Free text that may be empty.
@@ -498,19 +502,29 @@ def check_index_url(value: str) -> list[str]:
     """Rules for the package-index mirror: empty, or an http(s) URL with a host."""
     if not value:
         return []
-    if len(value) > MAX_LENGTH["package_index_url"]:
-        limit = MAX_LENGTH["package_index_url"]
+    return check_url(value, "mirror")
+
+
+def check_torch_index_url(value: str) -> list[str]:
+    """Rules for PyTorch's index (``/cpu`` and the CUDA tag are appended to it)."""
+    if not value:
+        return ["must not be empty: the CPU and CUDA builds of torch come from there"]
+    problems = check_url(value, "pytorch-cpu")
+    if not problems and urlsplit(value).query:
+        problems = ["must not have a '?query': '/cpu' is appended to it"]
+    return problems
+
+
+def check_url(value: str, source: str) -> list[str]:
+    """Rules for the URL of a Poetry source (named ``source``) a repository may hold."""
+    limit = MAX_LENGTH["package_index_url"]
+    if len(value) > limit:
         return [f"is {len(value)} characters long; the limit is {limit}"]
     if any(char.isspace() or is_forbidden_char(char) or char in URL_UNSAFE for char in value):
         return ["must be a URL without spaces, quotes, backslashes or control characters"]
-    from urllib.parse import urlsplit
-
     parts = urlsplit(value)
     if parts.scheme.lower() not in ("http", "https"):
-        return [
-            "must be an http:// or https:// URL (Poetry cannot use file:// URLs or paths), "
-            "or empty for the public index"
-        ]
+        return ["must be an http:// or https:// URL (Poetry cannot use file:// URLs or paths)"]
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
@@ -520,7 +534,7 @@ def check_index_url(value: str) -> list[str]:
     if parts.username is not None or parts.password is not None:
         return [
             "must not hold credentials (they would be committed); give them to Poetry "
-            "with `poetry config http-basic.mirror USER` instead"
+            f"with `poetry config http-basic.{source} USER` instead"
         ]
     if parts.fragment or value.endswith("#"):
         return ["must not have a '#fragment'"]
@@ -537,6 +551,7 @@ CHECKS: dict[str, Callable[[str], list[str]]] = {
     "github_owner": check_github_owner,
     "version": check_version,
     "package_index_url": check_index_url,
+    "torch_index_url": check_torch_index_url,
 }
 
 
@@ -615,71 +630,6 @@ def in_template_order(answers: Mapping[str, Any], template: Mapping[str, Any]) -
 
 
 # ---------------------------------------------------------------- the folder
-
-
-def created_parents(project_dir: str, output_dir: str, slug: str) -> list[str]:
-    """Folders that a slug with path separators made cookiecutter create, deepest first.
-
-    cookiecutter creates every folder on the slug's path before this hook
-    runs, and on failure removes only ``project_dir`` itself. The candidates
-    are the folders the slug names (``a``, ``a/b`` for ``a/b/c``; ``..`` is
-    followed), strictly inside ``output_dir``; one is kept out if it holds
-    anything but other candidates and the project folder (then it existed).
-    """
-    output = os.path.realpath(output_dir)
-    project = os.path.realpath(project_dir)
-    parts = [part for part in re.split(r"[\\/]", slug) if part]
-    candidates = set()
-    for end in range(1, len(parts)):
-        path = os.path.realpath(os.path.join(output, *parts[:end]))
-        inside = os.path.commonpath([path, output]) == output and path != output
-        if inside and path != project and os.path.isdir(path):
-            candidates.add(path)
-    made = candidates | {project}
-    chosen = [
-        path
-        for path in candidates
-        if all(os.path.join(path, name) in made for name in os.listdir(path))
-    ]
-    return sorted(chosen, key=lambda path: (-path.count(os.sep), path))
-
-
-# Waits until cookiecutter has removed the project folder, then removes the
-# parents (os.rmdir only ever removes an empty folder).
-_PRUNE_LATER = """
-import os, sys, time
-project, parents = sys.argv[1], sys.argv[2:]
-deadline = time.monotonic() + 30
-while os.path.lexists(project) and time.monotonic() < deadline:
-    time.sleep(0.01)
-for parent in parents:
-    try:
-        os.rmdir(parent)
-    except OSError:
-        pass
-"""
-
-
-def remove_parents_later(project_dir: str, parents: list[str], output_dir: str) -> None:
-    """Remove ``parents`` once cookiecutter, after this hook exits, removes the project.
-
-    A detached helper waits for that (at most 30 s), because this hook cannot
-    remove the folder it runs in without breaking cookiecutter's own cleanup.
-    """
-    import subprocess
-
-    flags = getattr(subprocess, "DETACHED_PROCESS", 0) | getattr(
-        subprocess, "CREATE_NEW_PROCESS_GROUP", 0
-    )
-    subprocess.Popen(
-        [sys.executable, "-c", _PRUNE_LATER, project_dir, *parents],
-        cwd=output_dir,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=os.name == "posix",
-        creationflags=flags,
-    )
 
 
 def snapshot(root: str) -> dict[str, list[str]]:
@@ -881,11 +831,6 @@ def main() -> int:
             file=sys.stderr,
         )
         print("  " + retry_command(context, template), file=sys.stderr)
-        output_dir, slug = context.get("_output_dir"), context.get("project_slug")
-        if isinstance(output_dir, str) and isinstance(slug, str) and not os.listdir(root):
-            parents = created_parents(root, output_dir, slug)
-            if parents:
-                remove_parents_later(root, parents, output_dir)
         return 1
     record_existing(root, repo_dir, context)
     return 0

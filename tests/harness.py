@@ -73,7 +73,7 @@ def tool(name: str) -> str:
 
 def template_files() -> Iterator[Path]:
     """Every file of the project template, as paths relative to its root."""
-    root = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+    root = TEMPLATE_DIR / "{{project_folder(cookiecutter.project_slug)}}"
     for path in sorted(root.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             yield path.relative_to(root)

@@ -214,7 +214,7 @@ def test_files_without_jinja_are_copied_not_rendered() -> None:
     """
     patterns = COOKIECUTTER_JSON["_copy_without_render"]
     markers = ("{{", "{%", "{#")
-    root = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+    root = TEMPLATE_DIR / "{{project_folder(cookiecutter.project_slug)}}"
     copied, plain = set(), set()
     for relative in template_files():
         path = relative.as_posix()

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 from cookiecutter.environment import StrictEnvironment
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
-from harness import COOKIECUTTER_JSON, TEMPLATE_DIR, BakedProject, choices, load_module
+from harness import COOKIECUTTER_JSON, TEMPLATE_DIR, BakedProject, choices, load_module, tomllib
 
 HOOKS = TEMPLATE_DIR / "hooks"
 PRE = load_module(HOOKS / "pre_gen_project.py", "pre_gen_project")
@@ -59,22 +58,13 @@ def bake_here(
     return Path(result)
 
 
-def leftovers(folder: Path, wait: float = 5.0) -> list[str]:
-    """What is left in ``folder``, after waiting (up to ``wait`` s) for it to empty.
-
-    A rejected slug with a ``/`` has its empty parents removed by a helper the
-    hook leaves behind, a moment after cookiecutter's own cleanup.
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        left = sorted(  # os.walk skips what vanishes while it looks
-            Path(root, name).relative_to(folder).as_posix()
-            for root, dirs, files in os.walk(folder)
-            for name in dirs + files
-        )
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.02)
+def leftovers(folder: Path) -> list[str]:
+    """What is in ``folder``, looked at once: a rejected bake is cleaned up when it returns."""
+    return sorted(
+        Path(root, name).relative_to(folder).as_posix()
+        for root, dirs, files in os.walk(folder)
+        for name in dirs + files
+    )
 
 
 def rendered_context(source: str, context: dict[str, Any]) -> Any:
@@ -102,6 +92,7 @@ def answers(**overrides: str) -> dict[str, str]:
         "github_owner": "ada",
         "version": "0.1.0",
         "package_index_url": "",
+        "torch_index_url": "https://download.pytorch.org/whl",
         **{option: values[0] for option, values in CHOICES.items()},
     }
     return {**base, **overrides}
@@ -268,6 +259,13 @@ VERDICTS: list[tuple[str, str, bool]] = [
     ("package_index_url", "ftp://mirror.example.org/", False),
     ("package_index_url", "https://mirror.example.org:99999/", False),
     ("package_index_url", "https://mirror.example.org/simple#x", False),
+    # torch_index_url: the same rules, never empty, no query ('/cpu' is appended)
+    ("torch_index_url", "https://download.pytorch.org/whl", True),
+    ("torch_index_url", "https://artifacts.example.org/pytorch/whl/", True),
+    ("torch_index_url", "", False),
+    ("torch_index_url", "file:///srv/whl", False),
+    ("torch_index_url", "https://user:secret@artifacts.example.org/whl", False),
+    ("torch_index_url", "https://artifacts.example.org/whl?repo=torch", False),
     # free text
     ("project_name", "My ML Project", True),
     ("project_name", "Ünïcode \U0001d518 😀 👨\u200d👩\u200d👧 中文 עִברִית", True),
@@ -491,6 +489,7 @@ NAME_FIELDS = [
     "github_owner",
     "version",
     "package_index_url",
+    "torch_index_url",
 ]
 
 
@@ -556,6 +555,25 @@ def test_the_record_replays_the_same_bake(tmp_path: Path, cc_config: Path) -> No
     with_extensions = tmp_path / "with-extensions.json"
     with_extensions.write_text(json.dumps(record), encoding="utf-8")
     assert tree(bake_here(tmp_path / "c", cc_config, replay=with_extensions)) == tree(original)
+
+
+def test_the_index_answers_become_the_poetry_sources(tmp_path: Path, cc_config: Path) -> None:
+    """``package_index_url`` is the primary source; ``torch_index_url`` holds the torch builds."""
+    project = bake_here(
+        tmp_path,
+        cc_config,
+        package_index_url="https://pypi.example.org/simple/",
+        torch_index_url="https://artifacts.example.org/pytorch/whl/",
+    )
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    sources = {s["name"]: s for s in pyproject["tool"]["poetry"]["source"]}
+    assert sources["mirror"]["url"] == "https://pypi.example.org/simple/"
+    assert sources["mirror"]["priority"] == "primary"
+    base = "https://artifacts.example.org/pytorch/whl"
+    assert sources["pytorch-cpu"]["url"] == f"{base}/cpu"
+    assert sources["pytorch-cuda"]["url"] == f"{base}/{COOKIECUTTER_JSON['_cuda_tag']}"
+    assert {sources[n]["priority"] for n in ("pytorch-cpu", "pytorch-cuda")} == {"explicit"}
+    assert f"--index-url {base}/cpu" in (project / "README.md").read_text(encoding="utf-8")
 
 
 # --------------------------------------------------------------- pruning
@@ -630,25 +648,6 @@ def test_snapshot_lists_but_does_not_walk_heavy_folders(tmp_path: Path) -> None:
     assert record["files"] == ["a.txt", "src/p.py"]
     assert record["pruned"] == [".venv", "src/data"]
     assert set(record["pruned"]) <= set(record["dirs"])
-
-
-def test_created_parents_are_the_folders_the_slug_made(tmp_path: Path) -> None:
-    project = tmp_path / "a" / "b" / "c"
-    project.mkdir(parents=True)
-    a, b = str(tmp_path / "a"), str(tmp_path / "a" / "b")
-    assert PRE.created_parents(str(project), str(tmp_path), "a/b/c") == [b, a]
-    (tmp_path / "a" / "other").mkdir()  # so "a" existed before: it stays
-    assert PRE.created_parents(str(project), str(tmp_path), "a/b/c") == [b]
-    assert PRE.created_parents(str(tmp_path / "x"), str(tmp_path), "x") == []
-    outside = tmp_path.parent / f"{tmp_path.name}-sibling"
-    assert PRE.created_parents(str(outside), str(tmp_path), f"../{outside.name}") == []
-
-
-def test_created_parents_follow_dot_dot(tmp_path: Path) -> None:
-    (tmp_path / "d" / "e").mkdir(parents=True)
-    (tmp_path / "d" / "n").mkdir()
-    found = PRE.created_parents(str(tmp_path / "d" / "n"), str(tmp_path), "d/e/../n")
-    assert found == [str(tmp_path / "d" / "e"), str(tmp_path / "d")]
 
 
 def test_overwriting_a_project_never_deletes_the_users_files(

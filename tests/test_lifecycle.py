@@ -21,7 +21,7 @@ from conftest import Bake
 from harness import COOKIECUTTER_JSON, TEMPLATE_DIR, BakedProject, tool
 
 TEMPLATE_VERSION: str = COOKIECUTTER_JSON["_template_version"]
-PROJECT_DIR = "{{cookiecutter.project_slug}}"
+PROJECT_DIR = "{{project_folder(cookiecutter.project_slug)}}"
 # Not part of the template: skipped when copying it (at the top / at any depth).
 SKIP_AT_TOP = {".git", ".venv", ".cache", "node_modules"}
 SKIP_ANYWHERE = {"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"}

@@ -160,7 +160,7 @@ def test_no_file_has_crlf_line_endings(default_project: BakedProject) -> None:
     # option; the default bake covers what the hooks write.
     sources = [
         path
-        for folder in ("{{cookiecutter.project_slug}}", "templates", "hooks")
+        for folder in ("{{project_folder(cookiecutter.project_slug)}}", "templates", "hooks")
         for path in (TEMPLATE_DIR / folder).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts
     ]

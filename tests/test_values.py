@@ -455,6 +455,24 @@ def test_public_answers_keep_answers_and_the_template_version_only() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("slug", "folder"),
+    [
+        ("my-ml-project", "my-ml-project"),
+        ("a/b/c", "a%2Fb%2Fc"),
+        ("..\\b", "%2E%2E%5Cb"),
+        ("..", "%2E%2E"),
+        ("", "%00"),
+        ("x:y", "x%3Ay"),
+        ("ü/ä", "%C3%BC%2F%C3%A4"),
+    ],
+)
+def test_project_folder_is_always_one_folder_name(slug: str, folder: str) -> None:
+    """cookiecutter creates no parent folders before the hook can reject the slug."""
+    assert le.project_folder(slug) == folder
+    assert Path(folder).name == folder
+
+
 # --------------------------------------------------------------- whole bakes
 
 
@@ -565,7 +583,7 @@ def check_values_land(project: BakedProject, name: str, description: str, author
 
 def test_value_files_exist_in_the_template() -> None:
     """The files the round-trip checks read; report any the template lacks."""
-    root = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+    root = TEMPLATE_DIR / "{{project_folder(cookiecutter.project_slug)}}"
     missing = [
         rel
         for rel in VALUE_FILES

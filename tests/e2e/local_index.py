@@ -105,7 +105,7 @@ class LocalIndex:
 
     @property
     def base(self) -> str:
-        """What the template's ``_pytorch_index_base`` expects."""
+        """What the template's ``torch_index_url`` expects."""
         return f"{self.url}/whl"
 
     @property

@@ -72,7 +72,7 @@ def installed(
     if found is not None:
         return found
     started = time.monotonic()
-    baked: BakedProject = bake(**OPTIONS, package_index_url=mirror, _pytorch_index_base=index.base)
+    baked: BakedProject = bake(**OPTIONS, package_index_url=mirror, torch_index_url=index.base)
     project = baked.copy(e2e_dir / "mlflow-slurm" / baked.path.name)
     try:
         run([tool("poetry"), "lock"], project.path, poetry_env, timeout=900)

@@ -105,7 +105,7 @@ def baked(
     poetry_env: dict[str, str],
 ) -> Baked:
     """A default bake, locked, with a two-epoch run exported as :data:`MODEL_NAME`."""
-    project = bake(package_index_url=mirror_url, _pytorch_index_base=pytorch_index.base)
+    project = bake(package_index_url=mirror_url, torch_index_url=pytorch_index.base)
     path = project.copy(e2e_dir / "container" / project.path.name).path
     run([tool("poetry"), "lock"], path, poetry_env)
     package = next(p.name for p in (path / "src").iterdir() if (p / "serve.py").is_file())

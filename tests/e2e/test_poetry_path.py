@@ -9,7 +9,7 @@ is reported once.
 
 The bakes take every package from the public index through the
 ``package_index_url`` (mirror) option and torch from the local stand-in of
-PyTorch's index (``_pytorch_index_base``); see ``conftest.py``.
+PyTorch's index (``torch_index_url``); see ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def bake_for_e2e(
     bake: Any, e2e_dir: Path, name: str, options: dict[str, str], index: LocalIndex, mirror: str
 ) -> BakedProject:
     """Bake with the mirror and the local PyTorch index; a private copy to work in."""
-    baked: BakedProject = bake(**options, package_index_url=mirror, _pytorch_index_base=index.base)
+    baked: BakedProject = bake(**options, package_index_url=mirror, torch_index_url=index.base)
     return baked.copy(e2e_dir / name.replace(",", "-") / baked.path.name)
 
 
