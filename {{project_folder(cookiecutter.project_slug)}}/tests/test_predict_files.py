@@ -83,13 +83,15 @@ def test_predictions_csv_names_inputs_and_gives_every_probability(
 ) -> None:
     first = test_split_rows[0]
     classes = list(DataModule().class_names)
-    columns = ["input", "prediction", *(f"probability_{c}" for c in classes)]
+    probability_columns = [f"probability_{c}" for c in classes]
+    columns = ["input", "prediction", "prediction_index", *probability_columns]
     assert list(first) == columns
     assert [row["input"] for row in test_split_rows[:3]] == ["0", "1", "2"]
     for row in test_split_rows[:20]:
         probabilities = [float(row[f"probability_{c}"]) for c in classes]
         assert sum(probabilities) == pytest.approx(1, abs=1e-5)
-        assert row["prediction"] == classes[int(np.argmax(probabilities))]
+        assert int(row["prediction_index"]) == int(np.argmax(probabilities))
+        assert row["prediction"] == classes[int(row["prediction_index"])]
 
 
 @pytest.mark.parametrize("kind", ["npy", "csv", "png"])

@@ -19,7 +19,9 @@ class PredictionWriter(BasePredictionWriter):
 
     Columns: ``input`` (the sample's name: its row in the file it came from,
     its image file's name, or its position in the test split), ``prediction``
-    (the most probable class) and ``probability_<class>`` for every class.
+    (the most probable class's name), ``prediction_index`` (its index, what
+    ``serve`` and the ONNX model answer) and ``probability_<class>`` for every
+    class.
     The DataModule names the samples (``predict_names``) and the classes
     (``class_names``). Under DDP each process predicts a share of the samples
     and writes its own file, ``predictions-rank<N>.csv``.
@@ -82,11 +84,21 @@ class PredictionWriter(BasePredictionWriter):
         with (self.run_dir / name).open("w", newline="", encoding="utf-8") as file:
             writer = csv.writer(file)
             writer.writerow(
-                ["input", "prediction", *(f"probability_{c}" for c in classes)]
+                [
+                    "input",
+                    "prediction",
+                    "prediction_index",
+                    *(f"probability_{c}" for c in classes),
+                ]
             )
             for index, probabilities in self.rows:
                 best = max(range(width), key=probabilities.__getitem__)
                 label = names[index] if index < len(names) else str(index)
                 writer.writerow(
-                    [label, classes[best], *(f"{p:.7g}" for p in probabilities)]
+                    [
+                        label,
+                        classes[best],
+                        best,
+                        *(f"{p:.7g}" for p in probabilities),
+                    ]
                 )
