@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }} import runs
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.summary import parse_summary
 
@@ -132,6 +133,28 @@ def test_plot_overlays_the_learning_curves(
     facts = parse_summary(capsys.readouterr().out)
     assert facts["plot"] == [target.as_posix()]
     assert facts["best run"][0].endswith("20250101-000001Z_fit_a")
+
+
+def test_the_plot_keeps_names_off_the_curves_and_marks_unfinished_runs(
+    tmp_path: Path,
+) -> None:
+    for number in range(12):
+        status = "pruned" if number % 4 == 3 else "complete"
+        name = f"20250101-0000{number:02d}Z_fit_a-rather-long-run-name-{number}"
+        fake_run(tmp_path, name, status, 0.01, [1.0, 0.5 + number / 100])
+    rows = [runs.read_row(path.name, path) for path in sorted(tmp_path.iterdir())]
+    figure = runs.plot_curves(rows, tmp_path / "curves.png")
+    axes = figure.axes[0]
+    legend = figure.legends[0]
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    box = legend.get_window_extent(renderer)
+    assert box.x0 >= axes.get_window_extent(renderer).x1  # beside the axes, not on them
+    lines = axes.get_lines()
+    assert len({str(line.get_color()) for line in lines}) == 12
+    labels = [text.get_text() for text in legend.get_texts()]
+    dashed = [line.get_linestyle() == "--" for line in lines]
+    assert dashed == [label.endswith("(pruned)") for label in labels]
+    assert sum(dashed) == 3
 
 
 @pytest.mark.parametrize(

@@ -324,6 +324,8 @@ def test_a_study_ends_with_its_summary(
 def test_a_pruned_trial_keeps_the_epoch_it_stopped_at(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from PIL import Image
+
     # Every trial is pruned at its second epoch (the pruner waits one step).
     monkeypatch.setitem(
         tune.PRUNERS,
@@ -344,6 +346,8 @@ def test_a_pruned_trial_keeps_the_epoch_it_stopped_at(
         listed = runs.read_row(row["run_dir"], run)
         assert listed.status == "pruned"
         assert listed.last == float(row["value"])
+        with Image.open(run / "learning_curves.png") as image:  # its plot says so
+            assert image.info["Title"].endswith("(pruned after epoch 1)")
 
 
 @needs_data

@@ -329,9 +329,11 @@ def plot_curves(rows: Sequence[RunRow], path: Path) -> Figure:
     """One PNG overlaying each run's monitored metric per epoch.
 
     The legend (up to 12 runs) stands to the right of the axes, so that no
-    name hides a curve; runs that did not complete are dashed, their status
-    in the legend. Returns the figure, already saved.
+    name hides a curve; every run has a colour of its own (matplotlib's
+    ``tab20`` beyond its default ten); runs that did not complete are dashed,
+    their status in the legend. Returns the figure, already saved.
     """
+    from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -340,6 +342,8 @@ def plot_curves(rows: Sequence[RunRow], path: Path) -> Figure:
     FigureCanvasAgg(figure)
     axes = figure.subplots()
     drawn = [row for row in rows if row.curve]
+    if len(drawn) > 10:
+        axes.set_prop_cycle(color=[colormaps["tab20"](i) for i in range(20)])
     for row in drawn:
         epochs, values = zip(*row.curve, strict=True)
         complete = row.status == "complete"
