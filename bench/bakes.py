@@ -9,6 +9,7 @@ option combination of the fast tier through cookiecutter's API.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -68,7 +69,9 @@ def measure_process(
     with ``--accept-hooks no`` (rendering without the hooks), the real bake,
     and the same bake from a copy of the template whose compile cache
     (``template_cache.py``) is emptied before each run: the first bake after a
-    fresh clone. The ratio is bake / floor; the others split the difference.
+    fresh clone; and, with ``init_git=no``, a bake from a copy without the
+    bytecode-cache extension, against ``bake_no_git`` what the cache saves.
+    The ratio is bake / floor; the others split the difference.
     Each checkout in ``peers`` (another template) is baked with its defaults in
     the same rounds, so its ratio is measured under the same load as ours. The
     peers' defaults make no git repository, so they are compared with our bake
@@ -82,6 +85,16 @@ def measure_process(
         fresh,
         ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "bench", "node_modules"),
     )
+
+    plain = work / "no-cache"
+    shutil.copytree(
+        ROOT,
+        plain,
+        ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "bench", "node_modules"),
+    )
+    settings = json.loads((plain / "cookiecutter.json").read_text(encoding="utf-8"))
+    settings["_extensions"].remove("template_cache.CompiledTemplates")
+    (plain / "cookiecutter.json").write_text(json.dumps(settings), encoding="utf-8")
 
     with cookiecutter_config(work) as config:
 
@@ -108,6 +121,7 @@ def measure_process(
             "bake_no_hooks": baking("--accept-hooks", "no"),
             "bake_no_git": baking(context=["init_git=no"]),
             "bake_empty_cache": baking(template=fresh),
+            "bake_no_cache": baking(template=plain, context=["init_git=no"]),
         }
         named_peers = peer_names(peers)
         for name, checkout in named_peers.items():
@@ -124,6 +138,7 @@ def measure_process(
         "empty_cache_ratio": ratio(medians["bake_empty_cache"], medians["floor"]),
         "no_git_median_s": medians["bake_no_git"],
         "no_git_ratio": ratio(medians["bake_no_git"], medians["floor"]),
+        "no_cache_median_s": medians["bake_no_cache"],
         "peers": [
             {
                 "name": name.removeprefix("peer:"),

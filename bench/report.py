@@ -159,6 +159,15 @@ def table(
                     f"{seconds(process['no_git_median_s'])}, {process['no_git_ratio']:.2f}x",
                 )
             )
+        if "no_cache_median_s" in process:
+            rows.append(
+                (
+                    "bake with `init_git=no`, without / with the bytecode cache",
+                    f"{seconds(process['no_cache_median_s'])} / "
+                    f"{seconds(process['no_git_median_s'])},"
+                    f" {process['no_cache_median_s'] / process['no_git_median_s']:.2f}x",
+                )
+            )
         medians = process.get("medians_s", {})
         if "cli_import" in medians and "bake_no_hooks" in medians:
             floor = medians["floor"]

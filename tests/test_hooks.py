@@ -44,7 +44,7 @@ def bake_here(
     replay: Path | None = None,
     **context: str,
 ) -> Path:
-    """Bake in-process with cookiecutter's API (the hooks too: see inprocess_hooks.py)."""
+    """Bake with cookiecutter's API (the hooks run as cookiecutter runs them)."""
     result = cookiecutter(
         str(TEMPLATE_DIR),
         no_input=replay is None,

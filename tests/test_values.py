@@ -478,11 +478,7 @@ def test_project_folder_is_always_one_folder_name(slug: str, folder: str) -> Non
 
 @pytest.fixture(scope="module")
 def bakery(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Bake in-process into a fresh folder: ``bake(**context) -> BakedProject``.
-
-    (The template's own compile cache, ``template_cache.py``, keeps these
-    bakes fast: an answer is data in the cached code, never a new entry.)
-    """
+    """Bake through cookiecutter's API into a fresh folder: ``bake(**context) -> BakedProject``."""
     root = tmp_path_factory.mktemp("value-bakes")
     config = root / "config.yaml"
     settings_ = {"cookiecutters_dir": str(root / "cutters"), "replay_dir": str(root / "replay")}
