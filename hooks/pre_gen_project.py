@@ -81,107 +81,14 @@ DEFAULT_MAX_LENGTH = 300
 # Free text that may be empty.
 OPTIONAL_TEXT = frozenset({"description", "package_index_url"})
 
-# Distributions the baked project installs (directly, or as big transitive
-# dependencies, for every option), each with the top-level names it imports as.
-# A package named like one of these would shadow it; a project named like one
-# would clash with it on the index and in the environment.
-DEPENDENCIES: dict[str, tuple[str, ...]] = {
-    "torch": ("torch", "torchgen", "functorch"),
-    "torchvision": ("torchvision",),
-    "torchaudio": ("torchaudio",),
-    "triton": ("triton",),
-    "nvidia-cudnn-cu12": ("nvidia",),
-    "lightning": ("lightning",),
-    "pytorch-lightning": ("pytorch_lightning",),
-    "lightning-fabric": ("lightning_fabric",),
-    "lightning-utilities": ("lightning_utilities",),
-    "torchmetrics": ("torchmetrics",),
-    "scikit-learn": ("sklearn",),
-    "sklearn": ("sklearn",),
-    "scipy": ("scipy",),
-    "numpy": ("numpy",),
-    "joblib": ("joblib",),
-    "threadpoolctl": ("threadpoolctl",),
-    "matplotlib": ("matplotlib", "mpl_toolkits", "pylab"),
-    "pillow": ("pil",),  # imported as PIL: clashes on case-insensitive disks
-    "contourpy": ("contourpy",),
-    "cycler": ("cycler",),
-    "fonttools": ("fonttools",),
-    "kiwisolver": ("kiwisolver",),
-    "pyparsing": ("pyparsing",),
-    "python-dateutil": ("dateutil",),
-    "six": ("six",),
-    "packaging": ("packaging",),
-    "jsonargparse": ("jsonargparse",),
-    "docstring-parser": ("docstring_parser",),
-    "typeshed-client": ("typeshed_client",),
-    "pyyaml": ("yaml", "_yaml"),
-    "typing-extensions": ("typing_extensions",),
-    "fsspec": ("fsspec",),
-    "aiohttp": ("aiohttp",),
-    "filelock": ("filelock",),
-    "sympy": ("sympy", "isympy"),
-    "mpmath": ("mpmath",),
-    "networkx": ("networkx",),
-    "jinja2": ("jinja2",),
-    "markupsafe": ("markupsafe",),
-    "tqdm": ("tqdm",),
-    "setuptools": ("setuptools", "pkg_resources", "_distutils_hack"),
-    "pip": ("pip",),
-    "wheel": ("wheel",),
-    "pytest": ("pytest", "_pytest", "py"),
-    "pytest-cov": ("pytest_cov",),
-    "coverage": ("coverage",),
-    "pluggy": ("pluggy",),
-    "iniconfig": ("iniconfig",),
-    "ruff": ("ruff",),
-    "mypy": ("mypy", "mypyc"),
-    "mypy-extensions": ("mypy_extensions",),
-    "black": ("black", "blackd", "blib2to3"),
-    "flake8": ("flake8",),
-    "isort": ("isort",),
-    "pycodestyle": ("pycodestyle",),
-    "pyflakes": ("pyflakes",),
-    "mccabe": ("mccabe",),
-    "pre-commit": ("pre_commit",),
-    "tensorboard": ("tensorboard",),
-    "tensorboard-data-server": ("tensorboard_data_server",),
-    "protobuf": ("google",),
-    "grpcio": ("grpc",),
-    "werkzeug": ("werkzeug",),
-    "absl-py": ("absl",),
-    "markdown": ("markdown",),
-    "mlflow": ("mlflow",),
-    "mlflow-skinny": ("mlflow",),
-    "wandb": ("wandb",),
-    "sentry-sdk": ("sentry_sdk",),
-    "gitpython": ("git",),
-    "click": ("click",),
-    "requests": ("requests",),
-    "urllib3": ("urllib3",),
-    "certifi": ("certifi",),
-    "idna": ("idna",),
-    "charset-normalizer": ("charset_normalizer",),
-    "pydantic": ("pydantic",),
-    "pydantic-core": ("pydantic_core",),
-    "psutil": ("psutil",),
-    "platformdirs": ("platformdirs",),
-    "attrs": ("attr", "attrs"),
-    "pandas": ("pandas",),
-    "pyarrow": ("pyarrow",),
-    "cloudpickle": ("cloudpickle",),
-    "sqlalchemy": ("sqlalchemy",),
-    "opentelemetry-api": ("opentelemetry",),
-    "mkdocs": ("mkdocs",),
-    "mkdocs-material": ("material",),
-    "mkdocstrings": ("mkdocstrings",),
-    "mkdocstrings-python": ("mkdocstrings_handlers",),
-    "griffe": ("griffe",),
-    "pymdown-extensions": ("pymdownx",),
-    "pygments": ("pygments",),
-    "poetry": ("poetry",),
-    "poetry-core": ("poetry",),
-}
+# Distributions the baked project installs, each with the top-level names it
+# imports as (lowercased): hooks/reserved_names.json, derived by
+# tests/reserved_names.py from the requirements the baked pyproject.toml
+# declares, not kept by hand. A package named like one of these would shadow
+# it; a project named like one would clash with it on the index. Read from the
+# template's hooks folder (see load_dependencies).
+RESERVED_NAMES_FILE = "reserved_names.json"
+DEPENDENCIES: dict[str, list[str]] = {}
 # Commands already in the project's environment: the project's own command
 # (named after its slug) must not replace one of them.
 COMMANDS = frozenset(
@@ -196,6 +103,7 @@ COMMANDS = frozenset(
         "py-test",
         "cookiecutter",
         "cruft",
+        "poetry",
     }
 )
 # Standard-library modules of the Python versions the project may support that
@@ -328,6 +236,17 @@ def normal_version(value: str) -> tuple[bool, str | None]:
 def stdlib_modules() -> frozenset[str]:
     """Top-level standard-library module names of every Python we may support."""
     return frozenset(getattr(sys, "stdlib_module_names", ())) | OTHER_STDLIB
+
+
+def load_dependencies(hooks_dir: str) -> None:
+    """Read :data:`DEPENDENCIES` from ``hooks_dir``; keep what is there if it cannot be read."""
+    try:
+        with open(os.path.join(hooks_dir, RESERVED_NAMES_FILE), encoding="utf-8") as file:
+            found = json.load(file)["distributions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    DEPENDENCIES.clear()
+    DEPENDENCIES.update(found)
 
 
 def dependency_imports() -> dict[str, str]:
@@ -593,7 +512,8 @@ def template_dir(context: Mapping[str, Any]) -> str | None:
     None under cruft with a remote template: then the choices are not checked
     here, which is safe, because cookiecutter itself rejects a choice given as
     extra context (cruft's way); only a replay skips that check, and
-    ``cookiecutter --replay-file`` always sets ``_repo_dir``.
+    ``cookiecutter --replay-file`` always sets ``_repo_dir``. Nor are the
+    dependencies' names (the other rules for names still apply).
     """
     for key in ("_repo_dir", "_template"):
         path = context.get(key)
@@ -804,6 +724,8 @@ def main() -> int:
     context: dict[str, Any] = json.loads(CONTEXT_JSON)
     repo_dir = template_dir(context)
     template = load_template(repo_dir) if repo_dir else {}
+    if repo_dir:
+        load_dependencies(os.path.join(repo_dir, "hooks"))
     problems = validate(in_template_order(context, template), choices_of(template))
     root = os.getcwd()
     if problems:
@@ -835,6 +757,12 @@ def main() -> int:
     record_existing(root, repo_dir, context)
     return 0
 
+
+# Imported from the template's hooks folder (the tests), the file is beside it;
+# run by cookiecutter from a temporary copy, main() reads the template's.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.isfile(os.path.join(_HERE, os.pardir, "cookiecutter.json")):
+    load_dependencies(_HERE)
 
 if __name__ == "__main__":
     sys.exit(main())

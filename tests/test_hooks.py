@@ -851,3 +851,46 @@ def test_a_bake_needs_no_network(tmp_path: Path, cc_config: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "my-ml-project" / "pyproject.toml").is_file()
+
+
+# --------------------------------------------------------------- reserved names
+
+
+def test_reserved_names_are_derived_from_the_declared_requirements() -> None:
+    """Every requirement of the baked pyproject.toml, with its import names as installed here."""
+    derive = load_module(TEMPLATE_DIR / "tests" / "reserved_names.py", "reserved_names")
+    recorded = json.loads((HOOKS / "reserved_names.json").read_text(encoding="utf-8"))
+    distributions = recorded["distributions"]
+    assert set(derive.declared()) <= set(distributions), (
+        "run python tests/reserved_names.py --write"
+    )
+    fresh = derive.derive()
+    for root in derive.declared():
+        assert set(fresh[root]) <= set(distributions[root]), root
+    assert distributions == PRE.DEPENDENCIES  # what the hook checks against
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "rule"),
+    [
+        ("package_name", "sklearn", "import name of the dependency 'scikit-learn'"),
+        ("package_name", "pil", "import name of the dependency 'pillow'"),
+        ("package_name", "onnxruntime", "import name of the dependency 'onnxruntime'"),
+        ("project_slug", "lightning", "name of a dependency or command"),
+        ("project_slug", "poetry", "name of a dependency or command"),
+    ],
+)
+def test_a_dependencys_name_is_refused(field: str, value: str, rule: str) -> None:
+    (problem,) = PRE.validate(answers(**{field: value}), CHOICES)
+    assert rule in problem.rule
+
+
+def test_the_hook_reads_the_names_from_the_templates_hooks_folder(
+    tmp_path: Path, cc_config: Path
+) -> None:
+    """Run as cookiecutter runs it (from a temporary copy), the hook still knows them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(FailedHookException):
+        bake_here(out, cc_config, package_name="torchmetrics")
+    assert leftovers(out) == []
