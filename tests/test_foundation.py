@@ -187,7 +187,10 @@ def test_readme_walks_a_newcomer_through(default_project: BakedProject) -> None:
 
 def test_gitignore_keeps_ml_artefacts_out(default_project: BakedProject) -> None:
     ignored = set(default_project.read(".gitignore").split())
-    assert {"data/", "runs/", "*.ckpt", ".env", ".venv/", "mlruns/", "lightning_logs/"} <= ignored
+    assert {"/data/", "runs/", "*.ckpt", ".env", ".venv/", "mlruns/", "lightning_logs/"} <= ignored
+    # The data folder at the root only: configs/data/ holds the example data configs.
+    assert default_project.exists("configs/data/table.yaml")
+    assert default_project.exists("configs/data/images.yaml")
 
 
 def test_line_endings_are_normalised(default_project: BakedProject) -> None:

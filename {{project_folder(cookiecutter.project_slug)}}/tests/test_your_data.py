@@ -27,6 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 from typing_extensions import override
 
+from conftest import PROJECT_ROOT
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.system import Classifier
 from {{ cookiecutter.package_name }}.tables import encode_rows
@@ -463,3 +464,28 @@ def test_a_datamodule_of_the_contract_alone_fits_and_exports(tmp_path: Path) -> 
     assert card["classes"] == ["left", "right"]
     assert card["input"]["columns"][0]["name"] == "x0"
     assert card["parity"]["max_abs_diff"] <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["table", "images"])
+def test_the_example_data_configs_train_as_documented(
+    kind: str, table: Path, tmp_path: Path
+) -> None:
+    """``fit --config configs/data/<kind>.yaml`` plus the one required option."""
+    import yaml
+
+    config = PROJECT_ROOT / "configs" / "data" / f"{kind}.yaml"
+    if kind == "table":
+        source = ["--data.path", str(table), "--data.target", "class"]
+    else:
+        folder = make_folder(tmp_path / "shapes", per_class=12)
+        source = ["--data.root", str(folder), "--data.image_size", "16"]
+        source += ["--data.num_workers", "0"]
+    run = cli(
+        tmp_path, "fit", "--config", str(config), *source, "--trainer.max_epochs", "1"
+    )
+    assert run is not None
+    saved = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    expected = {"table": "TableDataModule", "images": "ImageFolderDataModule"}[kind]
+    assert saved["data"]["class_path"].endswith(expected)
+    network = "CNN" if kind == "images" else "MLP"
+    assert saved["model"]["net"]["class_path"].endswith(network)
