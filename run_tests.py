@@ -1,7 +1,7 @@
 """Set up the template's test environment and run its whole test suite.
 
     python run_tests.py              # both tiers: fast, then end-to-end
-    python run_tests.py --fast       # fast tier only (no network, seconds)
+    python run_tests.py --fast       # fast tier only (its tests use no network)
     python run_tests.py -- -k hooks  # anything after -- goes to pytest
 
 Needs only Python >= 3.10 with pip. It creates ``.venv/`` on first use and
