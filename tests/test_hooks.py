@@ -573,9 +573,10 @@ def test_the_index_answers_become_the_poetry_sources(tmp_path: Path, cc_config: 
     assert sources["pytorch-cpu"]["url"] == f"{base}/cpu"
     assert sources["pytorch-cuda"]["url"] == f"{base}/{COOKIECUTTER_JSON['_cuda_tag']}"
     assert {sources[n]["priority"] for n in ("pytorch-cpu", "pytorch-cuda")} == {"explicit"}
+    # The README is the published package's description: no index address in it.
     readme = (project / "README.md").read_text(encoding="utf-8")
-    assert f"--index-url {base}/cpu" in readme
-    assert f"folders of `{base}`" in readme
+    assert "example.org" not in readme
+    assert "`torch_index_url` answer" in readme
 
 
 # --------------------------------------------------------------- pruning
