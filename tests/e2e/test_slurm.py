@@ -181,29 +181,46 @@ def test_preempted_fit_resumes_its_own_run(
 ) -> None:
     runs = project.path / "runs"
     epochs = 14
-    before = set(runs.iterdir())
-    # Small batches: about a second an epoch, so the signal lands mid-training.
-    job = submit(
-        cluster, project, *CPU_ONLY, "--ntasks-per-node=2", "slurm/fit.sbatch",
-        f"--trainer.max_epochs={epochs}", "--data.batch_size=8", *QUIET,
-        wait=False,
-    )
+    # Lightning saves the HPC checkpoint inside its USR1 handler, with a
+    # barrier across the ranks; when the signal finds one rank inside a gloo
+    # collective, the two wait on each other and the job never requeues (an
+    # upstream race, seen about once in three runs here). Such an attempt is
+    # cancelled and the preemption tried once more, in a new job and run.
+    for attempt in (1, 2):
+        before = set(runs.iterdir())
+        # Small batches: about a second an epoch, so the signal lands mid-training.
+        job = submit(
+            cluster, project, *CPU_ONLY, "--ntasks-per-node=2", "slurm/fit.sbatch",
+            f"--trainer.max_epochs={epochs}", "--data.batch_size=8", *QUIET,
+            wait=False,
+        )
 
-    def explain() -> str:
-        return f"{cluster.command('scontrol', 'show', 'job', job).stdout}\n{job_log(project, job)}"
+        def explain(job: str = job) -> str:
+            shown = cluster.command("scontrol", "show", "job", job).stdout
+            return f"{shown}\n{job_log(project, job)}"
 
-    def started_epochs() -> list[Path]:
-        folders = new_folders(runs, before, "*_fit")
-        metrics = folders[0] / "metrics.csv" if folders else None
-        return folders if metrics and metrics.is_file() and len(read_rows(metrics)) >= 2 else []
+        def started_epochs(before: set[Path] = before) -> list[Path]:
+            folders = new_folders(runs, before, "*_fit")
+            metrics = folders[0] / "metrics.csv" if folders else None
+            return folders if metrics and metrics.is_file() and len(read_rows(metrics)) >= 2 else []
 
-    (run_dir,) = wait_for(started_epochs, "2 epochs", 300, explain)
-    signalled = time.monotonic()
-    cluster.command("scancel", "--signal=USR1", job)
-    state = wait_for(
-        lambda: cluster.job_state(job) == "PENDING" and "PENDING", "the requeue", 120, explain
-    )
-    assert state
+        (run_dir,) = wait_for(started_epochs, "2 epochs", 300, explain)
+        signalled = time.monotonic()
+        cluster.command("scancel", "--signal=USR1", job)
+        try:
+            wait_for(
+                lambda job=job: cluster.job_state(job) == "PENDING", "the requeue", 90, explain
+            )
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
+            cluster.command("scancel", job)
+            wait_for(
+                lambda job=job: cluster.job_state(job) in ("CANCELLED", "COMPLETED", "FAILED"),
+                "the stuck attempt to end", 120, explain,
+            )
+    e2e_report.record("slurm", preemption_attempts=attempt)
     requeued = time.monotonic()
     # Requeued: the first session has ended. Lightning's SIGTERM handler waits
     # on the other rank, so Slurm kills the ranks before they can say how the
