@@ -79,19 +79,13 @@ def measure_process(
     """
     cookiecutter = tool("cookiecutter")
     counter = iter(range(10**6))
-    fresh = work / "fresh-clone"
-    shutil.copytree(
-        ROOT,
-        fresh,
-        ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "bench", "node_modules"),
-    )
-
-    plain = work / "no-cache"
-    shutil.copytree(
-        ROOT,
-        plain,
-        ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "bench", "node_modules"),
-    )
+    fresh, plain = work / "fresh-clone", work / "no-cache"
+    for copy in (fresh, plain):
+        shutil.copytree(
+            ROOT,
+            copy,
+            ignore=shutil.ignore_patterns(".git", ".venv", ".cache", "bench", "node_modules"),
+        )
     settings = json.loads((plain / "cookiecutter.json").read_text(encoding="utf-8"))
     settings["_extensions"].remove("template_cache.CompiledTemplates")
     (plain / "cookiecutter.json").write_text(json.dumps(settings), encoding="utf-8")

@@ -421,22 +421,22 @@ def check_index_url(value: str) -> list[str]:
     """Rules for the package-index mirror: empty, or an http(s) URL with a host."""
     if not value:
         return []
-    return check_url(value, "mirror")
+    return check_url(value, "package_index_url", "mirror")
 
 
 def check_torch_index_url(value: str) -> list[str]:
     """Rules for PyTorch's index (``/cpu`` and the CUDA tag are appended to it)."""
     if not value:
         return ["must not be empty: the CPU and CUDA builds of torch come from there"]
-    problems = check_url(value, "pytorch-cpu")
+    problems = check_url(value, "torch_index_url", "pytorch-cpu")
     if not problems and urlsplit(value).query:
         problems = ["must not have a '?query': '/cpu' is appended to it"]
     return problems
 
 
-def check_url(value: str, source: str) -> list[str]:
-    """Rules for the URL of a Poetry source (named ``source``) a repository may hold."""
-    limit = MAX_LENGTH["package_index_url"]
+def check_url(value: str, field: str, source: str) -> list[str]:
+    """Rules for ``field``, the URL of a Poetry source (``source``) a repository may hold."""
+    limit = MAX_LENGTH[field]
     if len(value) > limit:
         return [f"is {len(value)} characters long; the limit is {limit}"]
     if any(char.isspace() or is_forbidden_char(char) or char in URL_UNSAFE for char in value):
